@@ -1,0 +1,3 @@
+from mediaguard.cli import app
+
+app(prog_name="mediaguard")

@@ -1,0 +1,88 @@
+"""Stored scores by content digest, for platform code that needs them in milliseconds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from mediaguard.api.deps import get_service, scoring_access
+from mediaguard.errors import NotFoundError
+from mediaguard.service import MAX_LOOKUP_DIGESTS, Service
+from mediaguard.signals.digests import sha1_hex_to_base36
+from mediaguard.store import StoredScore
+
+router = APIRouter(tags=["scores"], dependencies=[Depends(scoring_access)])
+
+
+class StoredScoreOut(BaseModel):
+    score: float
+    model: str
+    model_version: str
+    sha1: str
+    sha1_base36: str
+    sha256: str
+    width: int
+    height: int
+    format: str
+    created_at: datetime
+
+
+class DigestScores(BaseModel):
+    digest: str = Field(description="as asked")
+    score: float | None = Field(
+        description="the score of the service's current model version, else the newest one"
+    )
+    scores: list[StoredScoreOut] = Field(description="every stored model version, newest first")
+
+
+class LookupRequest(BaseModel):
+    digests: list[str] = Field(
+        max_length=MAX_LOOKUP_DIGESTS,
+        examples=[["2fd4e1c67a2d28fced849ee1bb76e7391b93eb12", "5n0b3pz0rw1f0pq0sb4sjzr1ewq4cbx"]],
+    )
+
+
+class LookupResponse(BaseModel):
+    results: list[DigestScores] = Field(description="one per digest asked, in order")
+
+
+@router.get("/v1/scores/{digest}", response_model=DigestScores)
+def get_scores(digest: str, service: Service = Depends(get_service)) -> DigestScores:
+    """Scores of the file with this SHA-1 (hex or MediaWiki base-36) or SHA-256; 404 if none."""
+    scores = service.lookup(digest)
+    if not scores:
+        raise NotFoundError(f"no score stored for {digest}")
+    return _answer(digest, scores, service)
+
+
+@router.post("/v1/scores/lookup", response_model=LookupResponse)
+def lookup(body: LookupRequest, service: Service = Depends(get_service)) -> LookupResponse:
+    """Up to 1,000 digests in one call; unknown digests come back with no scores."""
+    found = service.lookup_many(body.digests)
+    return LookupResponse(results=[_answer(d, found[d], service) for d in body.digests])
+
+
+def _answer(digest: str, scores: list[StoredScore], service: Service) -> DigestScores:
+    current = service.current_model_version()
+    ordered = sorted(scores, key=lambda s: (s.model_version != current, -s.created_at.timestamp()))
+    return DigestScores(
+        digest=digest,
+        score=ordered[0].score if ordered else None,
+        scores=[
+            StoredScoreOut(
+                score=s.score,
+                model=s.model,
+                model_version=s.model_version,
+                sha1=s.sha1,
+                sha1_base36=sha1_hex_to_base36(s.sha1),
+                sha256=s.sha256,
+                width=s.width,
+                height=s.height,
+                format=s.media_format,
+                created_at=s.created_at,
+            )
+            for s in ordered
+        ],
+    )

@@ -1,0 +1,83 @@
+"""Settings, read once from ``MEDIAGUARD_*`` environment variables."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+NsfwMode = Literal["exact", "fast"]
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every setting mediaguard reads. Each field is ``MEDIAGUARD_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDIAGUARD_", extra="ignore")
+
+    # service
+    host: str = Field("127.0.0.1", description="Address `mediaguard serve` listens on.")
+    port: int = Field(8080, description="Port `mediaguard serve` listens on.")
+    database_url: str = Field(
+        "sqlite:///mediaguard.db",
+        description="SQLAlchemy URL: a SQLite file by default, "
+        "`postgresql+psycopg://user@host/db` in production.",
+    )
+    log_level: str = Field("INFO", description="Log level of the JSON log lines.")
+    log_json: bool = Field(True, description="JSON log lines (false: human-readable console).")
+
+    # auth
+    scoring_requires_token: bool = Field(
+        False, description="Close scoring and lookups to callers without a token (any role)."
+    )
+
+    # scoring
+    nsfw_mode: NsfwMode = Field(
+        "exact",
+        description="`exact` matches the reference scores within 1e-4; `fast` trades up to "
+        "0.01 of deviation for several times the throughput.",
+    )
+    nsfw_batch_size: int = Field(8, ge=1, le=64, description="Largest inference batch.")
+    nsfw_batch_wait_ms: float = Field(
+        2.0, ge=0, description="How long a batch waits for company before it runs."
+    )
+    nsfw_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads (0: all cores).")
+    decode_threads: int = Field(2, ge=1, description="Threads decoding images for batch work.")
+
+    # media limits
+    max_image_bytes: int = Field(40 * MIB, ge=1, description="Largest accepted image, in bytes.")
+    max_image_pixels: int = Field(
+        100_000_000, ge=1, description="Largest accepted image, in pixels (decompression bombs)."
+    )
+
+    # fetching
+    fetch_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated host allowlist for URL fetches (empty: any public host). "
+        "`*.example.org` allows subdomains.",
+    )
+    fetch_allow_loopback: bool = Field(
+        False, description="Allow fetches from loopback addresses (for tests only)."
+    )
+    fetch_connect_timeout: float = Field(5.0, gt=0, description="Connect timeout, seconds.")
+    fetch_read_timeout: float = Field(15.0, gt=0, description="Read timeout, seconds.")
+    fetch_total_timeout: float = Field(30.0, gt=0, description="Whole-fetch deadline, seconds.")
+    fetch_max_redirects: int = Field(5, ge=0, description="Redirects followed per fetch.")
+    fetch_user_agent: str = Field(
+        "mediaguard/0.1 (+https://github.com/mediaguard/mediaguard)",
+        description="User-Agent header of URL fetches.",
+    )
+
+    @field_validator("fetch_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (tests, CLI flags) on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Media intake: the guarded URL fetcher and the single decode every signal shares."""

@@ -1,0 +1,266 @@
+"""The core: the CLI, the API and (later) the workers all call these methods.
+
+Scoring reads as a pipeline: ``_fetch`` -> digests -> the store (a hit ends here) -> ``_decode``
+-> ``_extract`` -> the store.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, Field
+
+from mediaguard.auth import authorize
+from mediaguard.config import NsfwMode, Settings
+from mediaguard.errors import (
+    AuthenticationError,
+    MediaError,
+    MediaguardError,
+    MediaTooLargeError,
+    NotReadyError,
+    TooManyItemsError,
+)
+from mediaguard.media.decode import DecodedMedia, decode
+from mediaguard.media.fetch import FetchPolicy, GuardedFetcher
+from mediaguard.metrics import Metrics
+from mediaguard.signals.digests import ContentDigests, compute_digests, parse_digest
+from mediaguard.signals.nsfw import MODEL_NAME, NsfwSignal
+from mediaguard.store import Role, Store, StoredScore, TokenInfo
+
+MAX_LOOKUP_DIGESTS = 1000
+
+
+class ScoreResult(BaseModel):
+    """The NSFW score of one image, with the digests it is stored under."""
+
+    score: float = Field(description="0.0 (safe) .. 1.0 (NSFW)", examples=[0.0317])
+    model: str = Field(examples=[MODEL_NAME])
+    model_version: str = Field(examples=["open_nsfw/resnet50-1by2-864bb37b/exact"])
+    sha1: str = Field(examples=["2fd4e1c67a2d28fced849ee1bb76e7391b93eb12"])
+    sha1_base36: str = Field(description="MediaWiki's img_sha1", examples=["5n0b3pz0rw1f0pq0sb4sjzr1ewq4cbx"])
+    sha256: str
+    width: int
+    height: int
+    format: str = Field(examples=["JPEG"])
+    cached: bool = Field(description="true when the score came from the store, not the model")
+    source: str | None = Field(None, description="URL or path the image came from")
+
+    @classmethod
+    def from_stored(cls, stored: StoredScore, *, cached: bool, source: str | None) -> ScoreResult:
+        return cls(
+            score=stored.score,
+            model=stored.model,
+            model_version=stored.model_version,
+            sha1=stored.sha1,
+            sha1_base36=ContentDigests(stored.sha256, stored.sha1, "").sha1_base36,
+            sha256=stored.sha256,
+            width=stored.width,
+            height=stored.height,
+            format=stored.media_format,
+            cached=cached,
+            source=source,
+        )
+
+
+class Service:
+    """Holds the store, the fetcher, the models and the metrics; everything else calls it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        fetcher: GuardedFetcher,
+        metrics: Metrics | None = None,
+        models: dict[NsfwMode, NsfwSignal] | None = None,
+    ) -> None:
+        """`models` lends already-loaded models (tests share them); lent models are not closed."""
+        self.settings = settings
+        self.store = store
+        self.fetcher = fetcher
+        self.metrics = metrics or Metrics()
+        self._models: dict[NsfwMode, NsfwSignal] = dict(models or {})
+        self._lent_models = set(self._models.values())
+        self._models_lock = threading.Lock()
+        # Enough threads that decoding keeps going while earlier images wait on the batcher.
+        self._pool = ThreadPoolExecutor(
+            settings.decode_threads + settings.nsfw_batch_size, thread_name_prefix="score"
+        )
+
+    # -- models ----------------------------------------------------------------------------
+
+    def nsfw(self, mode: NsfwMode | None = None) -> NsfwSignal:
+        """The model for `mode` (default: the configured one), loaded on first use."""
+        mode = mode or self.settings.nsfw_mode
+        signal = self._models.get(mode)
+        if signal is None:
+            with self._models_lock:
+                signal = self._models.get(mode)
+                if signal is None:
+                    signal = NsfwSignal(
+                        mode,
+                        batch_size=self.settings.nsfw_batch_size,
+                        batch_wait=self.settings.nsfw_batch_wait_ms / 1000,
+                        threads=self.settings.nsfw_threads,
+                        observer=self.metrics.observe_batch,
+                    )
+                    self._models[mode] = signal
+        return signal
+
+    def model_loaded(self, mode: NsfwMode | None = None) -> bool:
+        return (mode or self.settings.nsfw_mode) in self._models
+
+    def current_model_version(self) -> str | None:
+        signal = self._models.get(self.settings.nsfw_mode)
+        return signal.version if signal else None
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def score_bytes(
+        self,
+        content: bytes,
+        *,
+        mode: NsfwMode | None = None,
+        source: str | None = None,
+        max_bytes: int | None = None,
+    ) -> ScoreResult:
+        limit = min(max_bytes or self.settings.max_image_bytes, self.settings.max_image_bytes)
+        if len(content) > limit:
+            self.metrics.decode_failures.labels("media_too_large").inc()
+            raise MediaTooLargeError(f"image is {len(content)} bytes; the limit is {limit}")
+        signal = self.nsfw(mode)
+        digests = compute_digests(content)
+        stored = self.store.scores.get(digests.sha256, signal.version)
+        self.metrics.store_lookups.labels("hit" if stored else "miss").inc()
+        if stored is not None:
+            return ScoreResult.from_stored(stored, cached=True, source=source)
+        started = time.perf_counter()
+        media = self._decode(content, signal)
+        score = signal.extract(media)
+        self.metrics.scoring_seconds.labels(signal.mode).observe(time.perf_counter() - started)
+        self.metrics.images_scored.labels(signal.mode).inc()
+        stored = self.store.scores.put(
+            StoredScore(
+                sha256=digests.sha256,
+                sha1=digests.sha1,
+                model=MODEL_NAME,
+                model_version=signal.version,
+                score=score,
+                width=media.width,
+                height=media.height,
+                media_format=media.media_format,
+                created_at=datetime.now(UTC),
+            )
+        )
+        return ScoreResult.from_stored(stored, cached=False, source=source)
+
+    def score_url(self, url: str, *, mode: NsfwMode | None = None) -> ScoreResult:
+        return self.score_bytes(self._fetch(url), mode=mode, source=url)
+
+    def score_many(
+        self, items: Sequence[bytes | str], *, mode: NsfwMode | None = None
+    ) -> list[ScoreResult | MediaguardError]:
+        """Score in parallel: bytes are image content, strings are URLs. Each item's error is
+        returned in its place, not raised."""
+        return list(self._pool.map(lambda item: self._attempt(item, mode), items))
+
+    def _attempt(self, item: bytes | str, mode: NsfwMode | None) -> ScoreResult | MediaguardError:
+        try:
+            if isinstance(item, str):
+                return self.score_url(item, mode=mode)
+            return self.score_bytes(item, mode=mode)
+        except MediaguardError as exc:
+            return exc
+
+    def _fetch(self, url: str) -> bytes:
+        try:
+            return self.fetcher.fetch(url).content
+        except MediaguardError as exc:
+            self.metrics.fetch_failures.labels(exc.code).inc()
+            raise
+
+    def _decode(self, content: bytes, signal: NsfwSignal) -> DecodedMedia:
+        try:
+            return decode(
+                content, max_pixels=self.settings.max_image_pixels, draft=signal.draft_size
+            )
+        except MediaError as exc:
+            self.metrics.decode_failures.labels(exc.code).inc()
+            raise
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def lookup(self, digest: str) -> list[StoredScore]:
+        return self.lookup_many([digest])[digest]
+
+    def lookup_many(self, digests: Sequence[str]) -> dict[str, list[StoredScore]]:
+        """Stored scores for each digest (SHA-1 hex or base-36, SHA-256), every model version."""
+        if len(digests) > MAX_LOOKUP_DIGESTS:
+            raise TooManyItemsError(
+                f"{len(digests)} digests; at most {MAX_LOOKUP_DIGESTS} per lookup"
+            )
+        parsed = {digest: parse_digest(digest) for digest in digests}
+        found = self.store.scores.find(
+            sha1=[h for kind, h in parsed.values() if kind == "sha1"],
+            sha256=[h for kind, h in parsed.values() if kind == "sha256"],
+        )
+        by_key: dict[tuple[str, str], list[StoredScore]] = {}
+        for stored in found:
+            by_key.setdefault(("sha1", stored.sha1), []).append(stored)
+            by_key.setdefault(("sha256", stored.sha256), []).append(stored)
+        answer = {digest: by_key.get(key, []) for digest, key in parsed.items()}
+        for scores in answer.values():
+            self.metrics.digest_lookups.labels("found" if scores else "missing").inc()
+        return answer
+
+    # -- auth ------------------------------------------------------------------------------
+
+    def authenticate(self, token: str | None) -> TokenInfo:
+        if not token:
+            raise AuthenticationError("a bearer token is required")
+        info = self.store.tokens.verify(token)
+        if info is None:
+            raise AuthenticationError("unknown or revoked token")
+        return info
+
+    def authorize(self, token: str | None, roles: Iterable[Role]) -> TokenInfo:
+        return authorize(self.authenticate(token), roles)
+
+    def create_token(self, name: str, role: Role) -> tuple[str, TokenInfo]:
+        return self.store.tokens.create(name, role)
+
+    def list_tokens(self) -> list[TokenInfo]:
+        return self.store.tokens.list()
+
+    def revoke_token(self, name: str) -> TokenInfo:
+        return self.store.tokens.revoke(name)
+
+    # -- operations ------------------------------------------------------------------------
+
+    def check_ready(self) -> dict[str, str]:
+        """Raises NotReadyError unless the database answers, is migrated and the model is loaded."""
+        self.store.ping()
+        if not self.store.is_current():
+            raise NotReadyError("the database schema is not migrated: run `mediaguard db upgrade`")
+        if not self.model_loaded():
+            raise NotReadyError("the NSFW model is still loading")
+        return {"database": "ok", "model": self.nsfw().version}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for signal in self._models.values():
+            if signal not in self._lent_models:
+                signal.close()
+        self.fetcher.close()
+        self.store.close()
+
+
+def build_service(settings: Settings, *, migrate: bool = False) -> Service:
+    store = Store(settings.database_url)
+    if migrate:
+        store.upgrade()
+    return Service(settings, store=store, fetcher=GuardedFetcher(FetchPolicy.from_settings(settings)))

@@ -1,0 +1,1 @@
+"""Signals: one module each, computed from one decode of the media."""

@@ -1,0 +1,145 @@
+"""Scores keyed by (sha256, model_version): write once, read by either digest."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mediaguard.errors import InvalidInputError
+from mediaguard.store.db import reader
+from mediaguard.store.models import SCORES
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_SHA1 = re.compile(r"[0-9a-f]{40}")
+
+# Digests per IN list: well under SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
+_CHUNK = 1000
+
+_COLUMNS = (
+    SCORES.c.sha256,
+    SCORES.c.sha1,
+    SCORES.c.model,
+    SCORES.c.model_version,
+    SCORES.c.score,
+    SCORES.c.width,
+    SCORES.c.height,
+    SCORES.c.media_format,
+    SCORES.c.created_at,
+)
+
+
+@dataclass(frozen=True)
+class StoredScore:
+    sha256: str
+    sha1: str
+    model: str
+    model_version: str
+    score: float
+    width: int
+    height: int
+    media_format: str
+    created_at: datetime
+
+
+def _from_row(row: Sequence[Any]) -> StoredScore:
+    return StoredScore(*row)
+
+
+class ScoreRepository:
+    """Statements are built once here; SQLAlchemy caches their compiled form per engine."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._reader = reader(engine)
+        self._get = sa.select(*_COLUMNS).where(
+            SCORES.c.sha256 == sa.bindparam("sha256"),
+            SCORES.c.model_version == sa.bindparam("model_version"),
+        )
+        # One IN query per digest kind; rows from both are merged and sorted here.
+        digests = sa.bindparam("digests", type_=sa.String, expanding=True)
+        self._by_sha1 = sa.select(SCORES.c.id, *_COLUMNS).where(SCORES.c.sha1.in_(digests))
+        self._by_sha256 = sa.select(SCORES.c.id, *_COLUMNS).where(SCORES.c.sha256.in_(digests))
+        self._count = sa.select(sa.func.count()).select_from(SCORES)
+        self._insert = _insert_or_ignore(engine.dialect.name).returning(*_COLUMNS)
+
+    def get(self, sha256: str, model_version: str) -> StoredScore | None:
+        with self._reader.connect() as connection:
+            row = connection.execute(
+                self._get, {"sha256": sha256, "model_version": model_version}
+            ).first()
+        return None if row is None else _from_row(row)
+
+    def put(self, score: StoredScore) -> StoredScore:
+        """Store ``score`` unless its (sha256, model_version) is known; return the stored row.
+
+        The first write wins and is never changed: concurrent writers of one key all get it.
+        """
+        _check(score)
+        values = {
+            "sha256": score.sha256,
+            "sha1": score.sha1,
+            "model": score.model,
+            "model_version": score.model_version,
+            "score": score.score,
+            "width": score.width,
+            "height": score.height,
+            "media_format": score.media_format,
+            "created_at": score.created_at,
+        }
+        with self._engine.begin() as connection:
+            row = connection.execute(self._insert, values).first()
+            if row is None:
+                row = connection.execute(
+                    self._get, {"sha256": score.sha256, "model_version": score.model_version}
+                ).one()
+        return _from_row(row)
+
+    def find(self, *, sha1: Sequence[str] = (), sha256: Sequence[str] = ()) -> list[StoredScore]:
+        """Every score (all model versions) of files matching any digest given, newest first.
+
+        Digests are lowercase hex; unknown ones are ignored.
+        """
+        rows: dict[int, Sequence[Any]] = {}
+        with self._reader.connect() as connection:
+            for statement, digests in ((self._by_sha1, sha1), (self._by_sha256, sha256)):
+                for chunk in _chunks(digests):
+                    for row in connection.execute(statement, {"digests": chunk}):
+                        rows[row[0]] = row
+        ordered = sorted(rows.values(), key=lambda row: (row[-1], row[0]), reverse=True)
+        return [_from_row(row[1:]) for row in ordered]
+
+    def count(self) -> int:
+        with self._reader.connect() as connection:
+            return int(connection.execute(self._count).scalar_one())
+
+
+def _insert_or_ignore(dialect: str) -> sqlite.Insert | postgresql.Insert:
+    key = [SCORES.c.sha256, SCORES.c.model_version]
+    if dialect == "sqlite":
+        return sqlite.insert(SCORES).on_conflict_do_nothing(index_elements=key)
+    if dialect == "postgresql":
+        return postgresql.insert(SCORES).on_conflict_do_nothing(index_elements=key)
+    raise ValueError(f"unsupported database backend {dialect!r}")
+
+
+def _chunks(digests: Iterable[str]) -> Iterable[list[str]]:
+    unique = list(dict.fromkeys(digests))
+    for start in range(0, len(unique), _CHUNK):
+        yield unique[start : start + _CHUNK]
+
+
+def _check(score: StoredScore) -> None:
+    if not _SHA256.fullmatch(score.sha256):
+        raise InvalidInputError(f"sha256 must be 64 lowercase hex digits, got {score.sha256!r}")
+    if not _SHA1.fullmatch(score.sha1):
+        raise InvalidInputError(f"sha1 must be 40 lowercase hex digits, got {score.sha1!r}")
+    if score.created_at.tzinfo is None or score.created_at.utcoffset() is None:
+        raise InvalidInputError("created_at must be timezone-aware")
+    if not score.model or not score.model_version or not score.media_format:
+        raise InvalidInputError("model, model_version and media_format must not be empty")

@@ -1,0 +1,8 @@
+"""Shared fixtures live in tests/fixtures/; each module is a pytest plugin."""
+
+pytest_plugins = [
+    "fixtures.databases",
+    "fixtures.servers",
+    "fixtures.images",
+    "fixtures.service",
+]

@@ -1,0 +1,91 @@
+"""The `mediaguard` command, run as a real process against a real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fixtures.images import REFERENCE_SCORES, SKIMAGE_DATA
+from fixtures.servers import LocalHttpServer
+
+from mediaguard.store import Store
+
+
+def run(args: list[str], db: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "MEDIAGUARD_DATABASE_URL": f"sqlite:///{db}", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "mediaguard", *args],
+        capture_output=True, text=True, env=environment, timeout=120, check=False,
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "cli.db"
+
+
+def test_score_paths_and_urls_as_json_lines(
+    db: Path, http_server: LocalHttpServer, logo_png: bytes
+) -> None:
+    http_server.add("/logo.png", logo_png, content_type="image/png")
+    astronaut = str(SKIMAGE_DATA / "astronaut.png")
+    result = run(["score", astronaut, http_server.url("/logo.png"), "--json"], db,
+                 MEDIAGUARD_FETCH_ALLOW_LOOPBACK="true")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["source"] for line in lines] == [astronaut, http_server.url("/logo.png")]
+    for line, name in zip(lines, ["astronaut.png", "logo.png"], strict=True):
+        assert line["score"] == pytest.approx(REFERENCE_SCORES[name], abs=1e-4)
+        assert {"sha1", "sha256", "model", "model_version"} <= set(line)
+    store = Store(f"sqlite:///{db}")
+    try:
+        assert store.scores.count() == 2
+    finally:
+        store.close()
+
+
+def test_score_reports_bad_sources_and_exits_1(db: Path, tmp_path: Path) -> None:
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not an image")
+    good = str(SKIMAGE_DATA / "coffee.png")
+    result = run(["score", good, str(text_file), str(tmp_path / "missing.jpg")], db)
+    assert result.returncode == 1
+    assert result.stdout.strip().endswith(good)
+    assert "not an image" in result.stderr
+    assert "missing.jpg" in result.stderr
+
+
+def test_fast_mode_is_a_separate_model_version(db: Path) -> None:
+    result = run(["score", str(SKIMAGE_DATA / "astronaut.png"), "--json", "--mode", "fast"], db)
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stdout)
+    assert line["model_version"].endswith("/fast")
+    assert line["score"] == pytest.approx(REFERENCE_SCORES["astronaut.png"], abs=0.01)
+
+
+def test_tokens_and_db_commands(db: Path) -> None:
+    assert run(["db", "upgrade"], db).returncode == 0
+    revision = run(["db", "current"], db).stdout.strip()
+    assert revision
+    created = run(["tokens", "create", "--role", "reviewer", "--name", "alice"], db)
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    assert token.startswith("mg_")
+    duplicate = run(["tokens", "create", "--role", "client", "--name", "alice"], db)
+    assert duplicate.returncode == 2
+    listed = run(["tokens", "list"], db).stdout
+    assert "alice\treviewer" in listed
+    assert token not in listed
+    assert run(["tokens", "revoke", "alice"], db).returncode == 0
+    assert "revoked" in run(["tokens", "list"], db).stdout
+    assert run(["tokens", "revoke", "bob"], db).returncode == 2
+
+
+def test_bad_role_is_refused(db: Path) -> None:
+    result = run(["tokens", "create", "--role", "superuser", "--name", "x"], db)
+    assert result.returncode == 2
+    assert "role" in result.stderr
