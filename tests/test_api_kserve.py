@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+
 from fixtures.images import REFERENCE_SCORES
 from fixtures.servers import LocalHttpServer
 from fixtures.service import LiveApi
@@ -57,7 +58,17 @@ def test_predict_mixes_base64_and_urls_in_order(
         ({"instances": "nope"}, 400, "invalid_input"),
         ({}, 400, "invalid_input"),
     ],
-    ids=["empty", "51", "bad-b64", "no-image", "both", "not-image", "over-4mib", "not-list", "no-key"],
+    ids=[
+        "empty",
+        "51",
+        "bad-b64",
+        "no-image",
+        "both",
+        "not-image",
+        "over-4mib",
+        "not-list",
+        "no-key",
+    ],
 )
 def test_invalid_requests(api: LiveApi, body: object, status: int, needle: str) -> None:
     response = api.client.post(PREDICT, json=body)
@@ -66,7 +77,9 @@ def test_invalid_requests(api: LiveApi, body: object, status: int, needle: str) 
 
 
 def test_malformed_json(api: LiveApi) -> None:
-    response = api.client.post(PREDICT, content=b'{"instances": [', headers={"Content-Type": "application/json"})
+    response = api.client.post(
+        PREDICT, content=b'{"instances": [', headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_input"
 

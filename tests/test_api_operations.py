@@ -9,13 +9,14 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from fixtures.servers import LocalHttpServer, unused_tcp_port
-from fixtures.service import LiveApi, ServerThread, settings_for
 
 from mediaguard.api import create_app
 from mediaguard.media.fetch import FetchPolicy, GuardedFetcher
 from mediaguard.service import Service
 from mediaguard.store import Store
+
+from fixtures.servers import LocalHttpServer, unused_tcp_port
+from fixtures.service import LiveApi, ServerThread, settings_for
 
 
 def metric(api: LiveApi, name: str, **labels: str) -> float:
@@ -43,7 +44,9 @@ def test_not_ready_until_the_model_is_loaded(make_database_url: Callable[[str], 
     settings = settings_for(make_database_url("sqlite"))
     store = Store(settings.database_url)
     store.upgrade()
-    service = Service(settings, store=store, fetcher=GuardedFetcher(FetchPolicy.from_settings(settings)))
+    service = Service(
+        settings, store=store, fetcher=GuardedFetcher(FetchPolicy.from_settings(settings))
+    )
     try:
         with ServerThread(create_app(service, load_model=False)) as base_url:
             response = httpx.get(f"{base_url}/readyz")
@@ -58,7 +61,9 @@ def test_not_ready_until_the_model_is_loaded(make_database_url: Callable[[str], 
 def test_not_ready_when_the_database_is_down(make_api: Callable[..., LiveApi]) -> None:
     api = make_api()
     api.service.store.close()
-    api.service.store = Store(f"postgresql+psycopg://postgres@127.0.0.1:{unused_tcp_port()}/x?connect_timeout=1")
+    api.service.store = Store(
+        f"postgresql+psycopg://postgres@127.0.0.1:{unused_tcp_port()}/x?connect_timeout=1"
+    )
     response = api.client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["error"] == "not_ready"
@@ -66,10 +71,16 @@ def test_not_ready_when_the_database_is_down(make_api: Callable[..., LiveApi]) -
     assert api.client.get("/healthz").status_code == 200
 
 
-def test_not_ready_when_not_migrated(make_database_url: Callable[[str], str], shared_models: dict) -> None:  # type: ignore[type-arg]
+def test_not_ready_when_not_migrated(
+    make_database_url: Callable[[str], str], shared_models: dict
+) -> None:  # type: ignore[type-arg]
     settings = settings_for(make_database_url("sqlite"))
-    service = Service(settings, store=Store(settings.database_url), models=shared_models,
-                      fetcher=GuardedFetcher(FetchPolicy.from_settings(settings)))
+    service = Service(
+        settings,
+        store=Store(settings.database_url),
+        models=shared_models,
+        fetcher=GuardedFetcher(FetchPolicy.from_settings(settings)),
+    )
     try:
         with ServerThread(create_app(service, load_model=False)) as base_url:
             response = httpx.get(f"{base_url}/readyz")
@@ -93,18 +104,33 @@ def test_metrics_move(api: LiveApi, http_server: LocalHttpServer, chelsea_jpeg: 
     assert metric(api, "mediaguard_fetch_failures_total", reason="fetch_failed") == 1
     assert metric(api, "mediaguard_digest_lookups_total", result="missing") == 1
     assert metric(api, "mediaguard_scoring_duration_seconds_count", mode="exact") == 1
-    assert metric(api, "mediaguard_http_request_duration_seconds_count",
-                  route="/v1/score", status="200") == 2
-    assert metric(api, "mediaguard_http_request_duration_seconds_count",
-                  route="/v1/scores/{digest}", status="404") == 1
+    assert (
+        metric(
+            api, "mediaguard_http_request_duration_seconds_count", route="/v1/score", status="200"
+        )
+        == 2
+    )
+    assert (
+        metric(
+            api,
+            "mediaguard_http_request_duration_seconds_count",
+            route="/v1/scores/{digest}",
+            status="404",
+        )
+        == 1
+    )
     assert api.client.get("/v1/metrics").text.count("mediaguard_images_scored_total") >= 1
 
 
-def test_batch_sizes_are_observed(make_database_url: Callable[[str], str], chelsea_jpeg: bytes) -> None:
+def test_batch_sizes_are_observed(
+    make_database_url: Callable[[str], str], chelsea_jpeg: bytes
+) -> None:
     settings = settings_for(make_database_url("sqlite"))
     store = Store(settings.database_url)
     store.upgrade()
-    service = Service(settings, store=store, fetcher=GuardedFetcher(FetchPolicy.from_settings(settings)))
+    service = Service(
+        settings, store=store, fetcher=GuardedFetcher(FetchPolicy.from_settings(settings))
+    )
     try:
         service.score_bytes(chelsea_jpeg)
         exposition = service.metrics.render().decode()
@@ -133,8 +159,10 @@ def test_json_logs_carry_the_request_id_and_never_tokens_or_bytes(
     out = capfd.readouterr().out
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     request_lines = [line for line in lines if line.get("event") == "request"]
-    assert any(line["request_id"] == "req-42" and line["route"] == "/v1/tokens"
-               and line["status"] == 200 for line in request_lines)
+    assert any(
+        line["request_id"] == "req-42" and line["route"] == "/v1/tokens" and line["status"] == 200
+        for line in request_lines
+    )
     assert token not in out
     assert token.removeprefix("mg_")[:20] not in out
     assert "JFIF" not in out
@@ -143,12 +171,25 @@ def test_json_logs_carry_the_request_id_and_never_tokens_or_bytes(
 def test_openapi_documents_every_route_with_examples(api: LiveApi) -> None:
     spec = api.client.get("/openapi.json").json()
     paths = spec["paths"]
-    for path in ["/", "/v1/score", "/v1/models/open-nsfw:predict", "/v1/models/{name}",
-                 "/v1/scores/{digest}", "/v1/scores/lookup", "/healthz", "/readyz", "/metrics",
-                 "/v1/tokens", "/v1/tokens/{name}", "/v1/whoami"]:
+    for path in [
+        "/",
+        "/v1/score",
+        "/v1/models/open-nsfw:predict",
+        "/v1/models/{name}",
+        "/v1/scores/{digest}",
+        "/v1/scores/lookup",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/tokens",
+        "/v1/tokens/{name}",
+        "/v1/whoami",
+    ]:
         assert path in paths, path
     score_body = paths["/v1/score"]["post"]["requestBody"]["content"]
-    assert {"application/x-www-form-urlencoded", "multipart/form-data", "image/*"} <= set(score_body)
+    assert {"application/x-www-form-urlencoded", "multipart/form-data", "image/*"} <= set(
+        score_body
+    )
     assert "example" in score_body["application/x-www-form-urlencoded"]
     assert "text/plain" in paths["/v1/score"]["post"]["responses"]["200"]["content"]
     assert "examples" in json.dumps(spec["components"]["schemas"]["PredictRequest"])

@@ -6,11 +6,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from mediaguard.signals.digests import compute_digests
+
 from fixtures.images import REFERENCE_SCORES, encode, jpeg_of, photo, png_header_only, truncated
 from fixtures.servers import LocalHttpServer
 from fixtures.service import LiveApi
-
-from mediaguard.signals.digests import compute_digests
 
 JSON = {"Accept": "application/json"}
 
@@ -41,10 +42,12 @@ def test_multipart_file_with_json_answer(api: LiveApi, logo_png: bytes, path: st
 
 
 def test_raw_body_and_the_store_answers_the_second_time(api: LiveApi, chelsea_jpeg: bytes) -> None:
-    first = api.client.post("/v1/score", content=chelsea_jpeg,
-                            headers={"Content-Type": "image/jpeg", **JSON})
-    second = api.client.post("/v1/score", content=chelsea_jpeg,
-                             headers={"Content-Type": "image/jpeg", **JSON})
+    first = api.client.post(
+        "/v1/score", content=chelsea_jpeg, headers={"Content-Type": "image/jpeg", **JSON}
+    )
+    second = api.client.post(
+        "/v1/score", content=chelsea_jpeg, headers={"Content-Type": "image/jpeg", **JSON}
+    )
     assert first.status_code == second.status_code == 200
     assert first.json()["cached"] is False
     assert second.json()["cached"] is True
@@ -77,9 +80,7 @@ def test_truncated_image_is_scored_not_a_500(api: LiveApi) -> None:
     ],
     ids=["zero-byte", "text", "corrupt", "huge-pixels"],
 )
-def test_bad_images_get_a_clear_error(
-    api: LiveApi, content: bytes, status: int, code: str
-) -> None:
+def test_bad_images_get_a_clear_error(api: LiveApi, content: bytes, status: int, code: str) -> None:
     response = api.client.post("/v1/score", files={"file": ("x", content)}, headers=JSON)
     assert response.status_code == status
     assert response.json()["error"] == code
@@ -107,7 +108,13 @@ def test_byte_limit(make_api: Callable[..., LiveApi], chelsea_jpeg: bytes) -> No
         ({"data": {}}, 400),
         ({"data": {"url": ""}}, 400),
         ({"content": b"{}", "headers": {"Content-Type": "application/json"}}, 400),
-        ({"content": b"--x\r\nbroken", "headers": {"Content-Type": "multipart/form-data; boundary=x"}}, 400),
+        (
+            {
+                "content": b"--x\r\nbroken",
+                "headers": {"Content-Type": "multipart/form-data; boundary=x"},
+            },
+            400,
+        ),
     ],
     ids=["no-fields", "empty-url", "json-body", "broken-multipart"],
 )
@@ -143,13 +150,19 @@ def test_loopback_is_refused_unless_allowed(
 
 
 def test_concurrent_requests_each_get_their_own_score(api: LiveApi) -> None:
-    images = {name: encode(photo(name).convert("RGB"), "PNG")
-              for name in ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg"]}
-    alone = {name: api.client.post("/v1/score", content=data,
-                                   headers={"Content-Type": "image/png"}).text
-             for name, data in images.items()}
-    fresh = [(name, encode(photo(name).convert("RGB"), "PNG", compress_level=1))
-             for name in images for _ in range(2)]
+    images = {
+        name: encode(photo(name).convert("RGB"), "PNG")
+        for name in ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg"]
+    }
+    alone = {
+        name: api.client.post("/v1/score", content=data, headers={"Content-Type": "image/png"}).text
+        for name, data in images.items()
+    }
+    fresh = [
+        (name, encode(photo(name).convert("RGB"), "PNG", compress_level=1))
+        for name in images
+        for _ in range(2)
+    ]
 
     def post(item: tuple[str, bytes]) -> tuple[str, float]:
         name, data = item

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from fixtures.service import LiveApi
 
 from mediaguard.signals.digests import compute_digests
+
+from fixtures.service import LiveApi
 
 
 def test_lookup_by_every_digest_form(api_each_db: LiveApi, chelsea_jpeg: bytes) -> None:
     api = api_each_db
-    scored = api.client.post("/v1/score", files={"file": ("c.jpg", chelsea_jpeg)},
-                             headers={"Accept": "application/json"}).json()
+    scored = api.client.post(
+        "/v1/score", files={"file": ("c.jpg", chelsea_jpeg)}, headers={"Accept": "application/json"}
+    ).json()
     digests = compute_digests(chelsea_jpeg)
     for digest in (digests.sha1, digests.sha1.upper(), digests.sha1_base36, digests.sha256):
         response = api.client.get(f"/v1/scores/{digest}")

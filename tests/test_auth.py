@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+
 from fixtures.service import LiveApi
 
 ROLES = ["admin", "reviewer", "client"]
@@ -36,21 +37,26 @@ def test_role_matrix(
     api = api_each_db
     headers = api.as_(tokens[caller])
     statuses = (
-        api.client.post("/v1/tokens", json={"name": f"new-{caller}", "role": "client"},
-                        headers=headers).status_code,
+        api.client.post(
+            "/v1/tokens", json={"name": f"new-{caller}", "role": "client"}, headers=headers
+        ).status_code,
         api.client.get("/v1/tokens", headers=headers).status_code,
         api.client.delete("/v1/tokens/t-client", headers=headers).status_code,
         api.client.get("/v1/whoami", headers=headers).status_code,
-        api.client.post("/v1/score", files={"file": ("c.jpg", chelsea_jpeg)},
-                        headers=headers).status_code,
+        api.client.post(
+            "/v1/score", files={"file": ("c.jpg", chelsea_jpeg)}, headers=headers
+        ).status_code,
     )
     assert statuses == MATRIX[caller]
 
 
-def test_created_token_is_shown_once_and_works(api_each_db: LiveApi, tokens: dict[str, str]) -> None:
+def test_created_token_is_shown_once_and_works(
+    api_each_db: LiveApi, tokens: dict[str, str]
+) -> None:
     api = api_each_db
-    created = api.client.post("/v1/tokens", json={"name": "hook", "role": "client"},
-                              headers=api.as_(tokens["admin"]))
+    created = api.client.post(
+        "/v1/tokens", json={"name": "hook", "role": "client"}, headers=api.as_(tokens["admin"])
+    )
     token = created.json()["token"]
     assert token.startswith("mg_")
     listed = api.client.get("/v1/tokens", headers=api.as_(tokens["admin"])).json()
@@ -63,19 +69,25 @@ def test_created_token_is_shown_once_and_works(api_each_db: LiveApi, tokens: dic
 def test_token_requests_validate(api: LiveApi) -> None:
     admin, _ = api.service.create_token("root", "admin")
     headers = api.as_(admin)
-    assert api.client.post("/v1/tokens", json={"name": "x", "role": "god"},
-                           headers=headers).status_code == 400
-    assert api.client.post("/v1/tokens", json={"name": "root", "role": "client"},
-                           headers=headers).status_code == 400
+    assert (
+        api.client.post(
+            "/v1/tokens", json={"name": "x", "role": "god"}, headers=headers
+        ).status_code
+        == 400
+    )
+    assert (
+        api.client.post(
+            "/v1/tokens", json={"name": "root", "role": "client"}, headers=headers
+        ).status_code
+        == 400
+    )
     assert api.client.delete("/v1/tokens/nobody", headers=headers).status_code == 404
     unauthenticated = api.client.get("/v1/tokens")
     assert unauthenticated.headers["www-authenticate"] == "Bearer"
     assert unauthenticated.json()["error"] == "unauthenticated"
 
 
-def test_scoring_can_be_closed(
-    make_api: Callable[..., LiveApi], chelsea_jpeg: bytes
-) -> None:
+def test_scoring_can_be_closed(make_api: Callable[..., LiveApi], chelsea_jpeg: bytes) -> None:
     api = make_api(scoring_requires_token=True)
     client_token, _ = api.service.create_token("hook", "client")
     routes = [

@@ -9,17 +9,22 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixtures.images import REFERENCE_SCORES, SKIMAGE_DATA
-from fixtures.servers import LocalHttpServer
 
 from mediaguard.store import Store
+
+from fixtures.images import REFERENCE_SCORES, SKIMAGE_DATA
+from fixtures.servers import LocalHttpServer
 
 
 def run(args: list[str], db: Path, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "MEDIAGUARD_DATABASE_URL": f"sqlite:///{db}", **env}
     return subprocess.run(
         [sys.executable, "-m", "mediaguard", *args],
-        capture_output=True, text=True, env=environment, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=False,
     )
 
 
@@ -33,8 +38,11 @@ def test_score_paths_and_urls_as_json_lines(
 ) -> None:
     http_server.add("/logo.png", logo_png, content_type="image/png")
     astronaut = str(SKIMAGE_DATA / "astronaut.png")
-    result = run(["score", astronaut, http_server.url("/logo.png"), "--json"], db,
-                 MEDIAGUARD_FETCH_ALLOW_LOOPBACK="true")
+    result = run(
+        ["score", astronaut, http_server.url("/logo.png"), "--json"],
+        db,
+        MEDIAGUARD_FETCH_ALLOW_LOOPBACK="true",
+    )
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["source"] for line in lines] == [astronaut, http_server.url("/logo.png")]
@@ -63,7 +71,7 @@ def test_fast_mode_is_a_separate_model_version(db: Path) -> None:
     result = run(["score", str(SKIMAGE_DATA / "astronaut.png"), "--json", "--mode", "fast"], db)
     assert result.returncode == 0, result.stderr
     line = json.loads(result.stdout)
-    assert line["model_version"].endswith("/fast")
+    assert "/fast" in line["model_version"]
     assert line["score"] == pytest.approx(REFERENCE_SCORES["astronaut.png"], abs=0.01)
 
 

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import pytest
-from fixtures.images import encode, jpeg_of, photo, png_header_only, skimage_bytes, truncated
 
 from mediaguard.errors import MediaTooLargeError, UnsupportedMediaError
 from mediaguard.media.decode import decode
+
+from fixtures.images import encode, jpeg_of, photo, png_header_only, skimage_bytes, truncated
 
 LIMIT = 100_000_000
 

@@ -17,7 +17,6 @@ from urllib.parse import quote
 import pytest
 from PIL import Image
 
-from fixtures.servers import LocalHttpServer, unused_tcp_port
 from mediaguard.config import load_settings
 from mediaguard.errors import (
     FetchFailedError,
@@ -34,6 +33,8 @@ from mediaguard.media.fetch import (
     host_allowed,
     parse_ipv4_literal,
 )
+
+from fixtures.servers import LocalHttpServer, unused_tcp_port
 
 LIMIT = 64 * 1024
 FetcherFactory = Callable[..., GuardedFetcher]
@@ -550,7 +551,7 @@ def test_dripping_server_hits_the_total_deadline(
     with pytest.raises(FetchTimeoutError, match="total deadline"):
         fetcher.fetch(http_server.url("/drip?bytes=100&delay=0.3"))
 
-    assert 0.9 < time.monotonic() - started < 1.4
+    assert 0.9 < time.monotonic() - started < 1.8
 
 
 def test_total_deadline_spans_redirects(

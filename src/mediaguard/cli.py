@@ -71,10 +71,10 @@ def serve(
 @app.command()
 def score(
     sources: Annotated[list[str], typer.Argument(help="Image paths or http(s) URLs.")],
-    json_lines: Annotated[
-        bool, typer.Option("--json", help="One JSON object per line.")
-    ] = False,
-    mode: Annotated[NsfwMode | None, typer.Option(help="exact or fast [MEDIAGUARD_NSFW_MODE]")] = None,
+    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    mode: Annotated[
+        NsfwMode | None, typer.Option(help="exact or fast [MEDIAGUARD_NSFW_MODE]")
+    ] = None,
 ) -> None:
     """Score images; exits 1 if any could not be scored."""
     settings = load_settings()

@@ -50,7 +50,9 @@ class Metrics:
             "mediaguard_fetch_failures_total", "URL fetches that failed.", ["reason"], registry=r
         )
         self.decode_failures = Counter(
-            "mediaguard_decode_failures_total", "Media that could not be decoded.", ["reason"],
+            "mediaguard_decode_failures_total",
+            "Media that could not be decoded.",
+            ["reason"],
             registry=r,
         )
 

@@ -41,7 +41,9 @@ class ScoreResult(BaseModel):
     model: str = Field(examples=[MODEL_NAME])
     model_version: str = Field(examples=["open_nsfw/resnet50-1by2-864bb37b/exact"])
     sha1: str = Field(examples=["2fd4e1c67a2d28fced849ee1bb76e7391b93eb12"])
-    sha1_base36: str = Field(description="MediaWiki's img_sha1", examples=["5n0b3pz0rw1f0pq0sb4sjzr1ewq4cbx"])
+    sha1_base36: str = Field(
+        description="MediaWiki's img_sha1", examples=["5l538vehydhyhvhdqqto838i5g6045u"]
+    )
     sha256: str
     width: int
     height: int
@@ -263,4 +265,6 @@ def build_service(settings: Settings, *, migrate: bool = False) -> Service:
     store = Store(settings.database_url)
     if migrate:
         store.upgrade()
-    return Service(settings, store=store, fetcher=GuardedFetcher(FetchPolicy.from_settings(settings)))
+    return Service(
+        settings, store=store, fetcher=GuardedFetcher(FetchPolicy.from_settings(settings))
+    )

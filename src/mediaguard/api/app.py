@@ -47,7 +47,8 @@ def create_app(service: Service, *, load_model: bool = True) -> FastAPI:
     app.state.service = service
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=service.metrics)
-    for module in (health, score_routes, kserve, scores, tokens):
+    # The lookup route is platform code's hot path: matched first.
+    for module in (scores, score_routes, kserve, health, tokens):
         app.include_router(module.router)
     return app
 

@@ -37,9 +37,7 @@ async def _mediaguard_error(request: Request, exc: Exception) -> Response:
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    problems = [
-        {"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()
-    ]
+    problems = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
     return error_response(request, 400, "invalid_input", problems)
 
 

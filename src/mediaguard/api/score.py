@@ -17,7 +17,7 @@ router = APIRouter(tags=["scoring"], dependencies=[Depends(scoring_access)])
 _RESPONSES: dict[int | str, dict[str, object]] = {
     200: {
         "model": ScoreResult,
-        "description": "The score as text/plain (nsfwoid), or JSON with `Accept: application/json`.",
+        "description": "The score as text/plain (nsfwoid); JSON with `Accept: application/json`.",
         "content": {"text/plain": {"example": "0.006064464803785086"}},
     },
     400: {"description": "missing url/file, or a refused URL"},

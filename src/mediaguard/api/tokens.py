@@ -54,7 +54,9 @@ async def create_token(
 
 
 @router.get("/v1/tokens", response_model=list[TokenOut])
-def list_tokens(_: TokenInfo = admin_only, service: Service = Depends(get_service)) -> list[TokenOut]:
+def list_tokens(
+    _: TokenInfo = admin_only, service: Service = Depends(get_service)
+) -> list[TokenOut]:
     return [TokenOut.of(info) for info in service.list_tokens()]
 
 

@@ -36,6 +36,11 @@ class Store:
         self.scores = ScoreRepository(self.engine)
         self.tokens = TokenRepository(self.engine)
 
+    @property
+    def is_embedded(self) -> bool:
+        """True for a SQLite file in this process; false for a database across a network."""
+        return self.engine.dialect.name == "sqlite"
+
     def upgrade(self) -> None:
         """Migrate to the newest schema. Idempotent, and concurrent callers wait for each other."""
         db.upgrade(self.engine)

@@ -36,6 +36,9 @@ _COLUMNS = (
 
 @dataclass(frozen=True)
 class StoredScore:
+    """One score as stored. Digests are lowercase hex; ``model_version`` is opaque here;
+    ``created_at`` is timezone-aware (UTC when read back)."""
+
     sha256: str
     sha1: str
     model: str
@@ -65,6 +68,13 @@ class ScoreRepository:
         digests = sa.bindparam("digests", type_=sa.String, expanding=True)
         self._by_sha1 = sa.select(SCORES.c.id, *_COLUMNS).where(SCORES.c.sha1.in_(digests))
         self._by_sha256 = sa.select(SCORES.c.id, *_COLUMNS).where(SCORES.c.sha256.in_(digests))
+        # A single digest: plain equality compiles once; an expanding IN is re-rendered per call.
+        self._one_sha1 = sa.select(SCORES.c.id, *_COLUMNS).where(
+            SCORES.c.sha1 == sa.bindparam("digest")
+        )
+        self._one_sha256 = sa.select(SCORES.c.id, *_COLUMNS).where(
+            SCORES.c.sha256 == sa.bindparam("digest")
+        )
         self._count = sa.select(sa.func.count()).select_from(SCORES)
         self._insert = _insert_or_ignore(engine.dialect.name).returning(*_COLUMNS)
 
@@ -107,12 +117,21 @@ class ScoreRepository:
         """
         rows: dict[int, Sequence[Any]] = {}
         with self._reader.connect() as connection:
-            for statement, digests in ((self._by_sha1, sha1), (self._by_sha256, sha256)):
-                for chunk in _chunks(digests):
-                    for row in connection.execute(statement, {"digests": chunk}):
-                        rows[row[0]] = row
+            for statement, params in self._find_statements(sha1, sha256):
+                for row in connection.execute(statement, params):
+                    rows[row[0]] = row
         ordered = sorted(rows.values(), key=lambda row: (row[-1], row[0]), reverse=True)
         return [_from_row(row[1:]) for row in ordered]
+
+    def _find_statements(
+        self, sha1: Sequence[str], sha256: Sequence[str]
+    ) -> Iterable[tuple[sa.Select[Any], dict[str, Any]]]:
+        if len(sha1) + len(sha256) == 1:
+            yield (self._one_sha1 if sha1 else self._one_sha256), {"digest": [*sha1, *sha256][0]}
+            return
+        for statement, digests in ((self._by_sha1, sha1), (self._by_sha256, sha256)):
+            for chunk in _chunks(digests):
+                yield statement, {"digests": chunk}
 
     def count(self) -> int:
         with self._reader.connect() as connection:

@@ -138,6 +138,7 @@ class TokenRepository:
 
     def revoke(self, name: str) -> TokenInfo:
         """Revoke the active token named ``name``. Revoking again returns the revoked token."""
+        name = name.strip()
         now = datetime.now(UTC)
         with self._engine.begin() as connection:
             row = connection.execute(
