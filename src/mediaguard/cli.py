@@ -17,7 +17,11 @@ from mediaguard.logs import configure_logging
 from mediaguard.service import ScoreResult, Service, build_service
 from mediaguard.store import ROLES, Store
 
-app = typer.Typer(help="mediaguard: content safety for open media platforms.", no_args_is_help=True)
+app = typer.Typer(
+    help="mediaguard: content safety for open media platforms.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")

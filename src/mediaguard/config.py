@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     fetch_total_timeout: float = Field(30.0, gt=0, description="Whole-fetch deadline, seconds.")
     fetch_max_redirects: int = Field(5, ge=0, description="Redirects followed per fetch.")
     fetch_user_agent: str = Field(
-        "mediaguard/0.1 (+https://github.com/mediaguard/mediaguard)",
+        "mediaguard/0.1 (content-safety fetcher)",
         description="User-Agent header of URL fetches.",
     )
 
