@@ -11,12 +11,11 @@ import httpx
 import pytest
 
 from mediaguard.api import create_app
-from mediaguard.media.fetch import FetchPolicy, GuardedFetcher
 from mediaguard.service import Service
 from mediaguard.store import Store
 
 from fixtures.servers import LocalHttpServer, unused_tcp_port
-from fixtures.service import LiveApi, ServerThread, settings_for
+from fixtures.service import LiveApi, ServerThread
 
 
 def metric(api: LiveApi, name: str, **labels: str) -> float:
@@ -40,21 +39,13 @@ def test_liveness_and_readiness(api: LiveApi) -> None:
     assert ready.json()["model"].startswith("open_nsfw/")
 
 
-def test_not_ready_until_the_model_is_loaded(make_database_url: Callable[[str], str]) -> None:
-    settings = settings_for(make_database_url("sqlite"))
-    store = Store(settings.database_url)
-    store.upgrade()
-    service = Service(
-        settings, store=store, fetcher=GuardedFetcher(FetchPolicy.from_settings(settings))
-    )
-    try:
-        with ServerThread(create_app(service, load_model=False)) as base_url:
-            response = httpx.get(f"{base_url}/readyz")
-            assert response.status_code == 503
-            assert "model" in response.json()["detail"]
-            assert httpx.get(f"{base_url}/healthz").status_code == 200
-    finally:
-        service.close()
+def test_not_ready_until_the_model_is_loaded(make_service: Callable[..., Service]) -> None:
+    service = make_service(lend_models=False)
+    with ServerThread(create_app(service, load_model=False)) as base_url:
+        response = httpx.get(f"{base_url}/readyz")
+        assert response.status_code == 503
+        assert "model" in response.json()["detail"]
+        assert httpx.get(f"{base_url}/healthz").status_code == 200
 
 
 @pytest.mark.postgres
@@ -71,23 +62,12 @@ def test_not_ready_when_the_database_is_down(make_api: Callable[..., LiveApi]) -
     assert api.client.get("/healthz").status_code == 200
 
 
-def test_not_ready_when_not_migrated(
-    make_database_url: Callable[[str], str], shared_models: dict
-) -> None:  # type: ignore[type-arg]
-    settings = settings_for(make_database_url("sqlite"))
-    service = Service(
-        settings,
-        store=Store(settings.database_url),
-        models=shared_models,
-        fetcher=GuardedFetcher(FetchPolicy.from_settings(settings)),
-    )
-    try:
-        with ServerThread(create_app(service, load_model=False)) as base_url:
-            response = httpx.get(f"{base_url}/readyz")
-        assert response.status_code == 503
-        assert "db upgrade" in response.json()["detail"]
-    finally:
-        service.close()
+def test_not_ready_when_not_migrated(make_service: Callable[..., Service]) -> None:
+    service = make_service(migrate=False)
+    with ServerThread(create_app(service, load_model=False)) as base_url:
+        response = httpx.get(f"{base_url}/readyz")
+    assert response.status_code == 503
+    assert "db upgrade" in response.json()["detail"]
 
 
 def test_metrics_move(api: LiveApi, http_server: LocalHttpServer, chelsea_jpeg: bytes) -> None:
@@ -123,20 +103,11 @@ def test_metrics_move(api: LiveApi, http_server: LocalHttpServer, chelsea_jpeg: 
 
 
 def test_batch_sizes_are_observed(
-    make_database_url: Callable[[str], str], chelsea_jpeg: bytes
+    make_service: Callable[..., Service], chelsea_jpeg: bytes
 ) -> None:
-    settings = settings_for(make_database_url("sqlite"))
-    store = Store(settings.database_url)
-    store.upgrade()
-    service = Service(
-        settings, store=store, fetcher=GuardedFetcher(FetchPolicy.from_settings(settings))
-    )
-    try:
-        service.score_bytes(chelsea_jpeg)
-        exposition = service.metrics.render().decode()
-        assert "mediaguard_inference_batch_size_count 1.0" in exposition
-    finally:
-        service.close()
+    service = make_service(lend_models=False)
+    service.score_bytes(chelsea_jpeg)
+    assert "mediaguard_inference_batch_size_count 1.0" in service.metrics.render().decode()
 
 
 def test_request_id_is_echoed_or_made(api: LiveApi) -> None:

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from fastapi.routing import APIRoute
 
 from mediaguard.config import Settings
 
@@ -39,7 +38,9 @@ def test_readme_opens_with_the_two_commands() -> None:
 def test_cli_reference_is_generated_from_help() -> None:
     generated = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "cli_reference.py")],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert (ROOT / "docs" / "cli.md").read_text() == generated, "run `make docs`"
 

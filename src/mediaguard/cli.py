@@ -13,7 +13,7 @@ import typer
 
 from mediaguard.config import NsfwMode, Settings, load_settings
 from mediaguard.errors import MediaguardError, MediaTooLargeError
-from mediaguard.logs import configure_logging
+from mediaguard.logs import configure_logging, get_logger
 from mediaguard.service import ScoreResult, Service, build_service
 from mediaguard.store import ROLES, Store
 
@@ -61,11 +61,15 @@ def serve(
     settings = load_settings()
     configure_logging(settings.log_level, json=settings.log_json)
     embedded = settings.database_url.startswith("sqlite")
+    host, port = host or settings.host, port or settings.port
     with _service(settings, migrate=embedded if migrate is None else migrate) as service:
+        get_logger("mediaguard").info(
+            "serving", url=f"http://{host}:{port}", nsfw_mode=settings.nsfw_mode
+        )
         uvicorn.run(
             create_app(service),
-            host=host or settings.host,
-            port=port or settings.port,
+            host=host,
+            port=port,
             log_config=None,
             access_log=False,
             server_header=False,

@@ -75,7 +75,11 @@ class MicroBatcher:
         while len(batch) < self._max_batch:
             try:
                 remaining = deadline - time.monotonic()
-                entry = self._inbox.get(timeout=remaining) if remaining > 0 else self._inbox.get_nowait()
+                entry = (
+                    self._inbox.get(timeout=remaining)
+                    if remaining > 0
+                    else self._inbox.get_nowait()
+                )
             except queue.Empty:
                 return False
             if entry is None:
