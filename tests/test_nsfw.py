@@ -16,7 +16,7 @@ from PIL import Image
 
 from mediaguard.media.decode import decode
 from mediaguard.signals.batcher import MicroBatcher
-from mediaguard.signals.nsfw import NsfwSignal
+from mediaguard.signals.nsfw import NsfwSignal, preprocess_exact
 
 skimage = pytest.importorskip("skimage")
 DATA = Path(skimage.__file__).parent / "data"
@@ -216,3 +216,19 @@ def test_close_stops_the_thread() -> None:
     assert not any(t.name == "to-close" for t in threading.enumerate())
     with pytest.raises(RuntimeError, match="closed"):
         batcher.submit(np.ones(1))
+
+
+def test_onnxruntime_fallback_agrees_with_openvino() -> None:
+    from mediaguard.signals.nsfw_model import _load_onnxruntime, _load_openvino, bundled_weights
+
+    weights = bundled_weights()
+    openvino_model = _load_openvino(weights, 0, "f32")
+    assert openvino_model is not None and openvino_model.precision == "f32"
+    fallback = _load_onnxruntime(weights, 0)
+    batch = np.stack(
+        [
+            preprocess_exact(decode((DATA / name).read_bytes(), max_pixels=10**8).image)
+            for name in ("astronaut.png", "logo.png", "coffee.png")
+        ]
+    )
+    assert np.allclose(openvino_model.run(batch), fallback.run(batch), atol=1e-6)

@@ -6,8 +6,6 @@ import re
 from collections.abc import Callable
 
 import pytest
-from fixtures.images import REFERENCE_SCORES, encode, photo
-from fixtures.servers import LocalHttpServer
 
 from mediaguard.errors import (
     FetchFailedError,
@@ -17,6 +15,9 @@ from mediaguard.errors import (
 )
 from mediaguard.service import ScoreResult, Service
 from mediaguard.signals.digests import compute_digests
+
+from fixtures.images import REFERENCE_SCORES, encode, photo
+from fixtures.servers import LocalHttpServer
 
 PHOTOS = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png"]
 

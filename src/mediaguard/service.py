@@ -6,12 +6,16 @@ Scoring reads as a pipeline: ``_fetch`` -> digests -> the store (a hit ends here
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from mediaguard.auth import authorize
@@ -68,6 +72,16 @@ class ScoreResult(BaseModel):
         )
 
 
+@dataclass(frozen=True)
+class _InFlight:
+    """An image decoded and queued for the model; `score` is filled in when it answers."""
+
+    score: StoredScore
+    source: str | None
+    started: float
+    probabilities: Future[np.ndarray]
+
+
 class Service:
     """Holds the store, the fetcher, the models and the metrics; everything else calls it."""
 
@@ -88,10 +102,12 @@ class Service:
         self._models: dict[NsfwMode, NsfwSignal] = dict(models or {})
         self._lent_models = set(self._models.values())
         self._models_lock = threading.Lock()
-        # Enough threads that decoding keeps going while earlier images wait on the batcher.
+        # Threads for batch work (fetches wait on the network); decodes are capped separately,
+        # which also bounds the memory that large images take at once.
         self._pool = ThreadPoolExecutor(
             settings.decode_threads + settings.nsfw_batch_size, thread_name_prefix="score"
         )
+        self._decode_slots = threading.BoundedSemaphore(settings.decode_threads)
 
     # -- models ----------------------------------------------------------------------------
 
@@ -123,42 +139,11 @@ class Service:
     # -- scoring ---------------------------------------------------------------------------
 
     def score_bytes(
-        self,
-        content: bytes,
-        *,
-        mode: NsfwMode | None = None,
-        source: str | None = None,
-        max_bytes: int | None = None,
+        self, content: bytes, *, mode: NsfwMode | None = None, source: str | None = None
     ) -> ScoreResult:
-        limit = min(max_bytes or self.settings.max_image_bytes, self.settings.max_image_bytes)
-        if len(content) > limit:
-            self.metrics.decode_failures.labels("media_too_large").inc()
-            raise MediaTooLargeError(f"image is {len(content)} bytes; the limit is {limit}")
         signal = self.nsfw(mode)
-        digests = compute_digests(content)
-        stored = self.store.scores.get(digests.sha256, signal.version)
-        self.metrics.store_lookups.labels("hit" if stored else "miss").inc()
-        if stored is not None:
-            return ScoreResult.from_stored(stored, cached=True, source=source)
-        started = time.perf_counter()
-        media = self._decode(content, signal)
-        score = signal.extract(media)
-        self.metrics.scoring_seconds.labels(signal.mode).observe(time.perf_counter() - started)
-        self.metrics.images_scored.labels(signal.mode).inc()
-        stored = self.store.scores.put(
-            StoredScore(
-                sha256=digests.sha256,
-                sha1=digests.sha1,
-                model=MODEL_NAME,
-                model_version=signal.version,
-                score=score,
-                width=media.width,
-                height=media.height,
-                media_format=media.media_format,
-                created_at=datetime.now(UTC),
-            )
-        )
-        return ScoreResult.from_stored(stored, cached=False, source=source)
+        step = self._start(content, signal, source)
+        return step if isinstance(step, ScoreResult) else self._finish([step], signal)[0]
 
     def score_url(self, url: str, *, mode: NsfwMode | None = None) -> ScoreResult:
         return self.score_bytes(self._fetch(url), mode=mode, source=url)
@@ -167,16 +152,72 @@ class Service:
         self, items: Sequence[bytes | str], *, mode: NsfwMode | None = None
     ) -> list[ScoreResult | MediaguardError]:
         """Score in parallel: bytes are image content, strings are URLs. Each item's error is
-        returned in its place, not raised."""
-        return list(self._pool.map(lambda item: self._attempt(item, mode), items))
+        returned in its place, not raised. Decoding goes on while earlier images are in the
+        model, and the new scores are stored in one transaction."""
+        signal = self.nsfw(mode)
+        steps = list(self._pool.map(lambda item: self._attempt_start(item, signal), items))
+        finished = iter(self._finish([s for s in steps if isinstance(s, _InFlight)], signal))
+        return [next(finished) if isinstance(step, _InFlight) else step for step in steps]
 
-    def _attempt(self, item: bytes | str, mode: NsfwMode | None) -> ScoreResult | MediaguardError:
+    def _attempt_start(
+        self, item: bytes | str, signal: NsfwSignal
+    ) -> ScoreResult | _InFlight | MediaguardError:
         try:
             if isinstance(item, str):
-                return self.score_url(item, mode=mode)
-            return self.score_bytes(item, mode=mode)
+                return self._start(self._fetch(item), signal, item)
+            return self._start(item, signal, None)
         except MediaguardError as exc:
             return exc
+
+    def _start(
+        self, content: bytes, signal: NsfwSignal, source: str | None
+    ) -> ScoreResult | _InFlight:
+        """Limits, digests and the store; on a miss, decode and queue the tensor for the model."""
+        limit = self.settings.max_image_bytes
+        if len(content) > limit:
+            self.metrics.decode_failures.labels("media_too_large").inc()
+            raise MediaTooLargeError(f"image is {len(content)} bytes; the limit is {limit}")
+        digests = compute_digests(content)
+        stored = self.store.scores.get(digests.sha256, signal.version)
+        self.metrics.store_lookups.labels("hit" if stored else "miss").inc()
+        if stored is not None:
+            return ScoreResult.from_stored(stored, cached=True, source=source)
+        started = time.perf_counter()
+        with self._decode_slots:
+            media = self._decode(content, signal)
+            tensor = signal.preprocess(media)
+        return _InFlight(
+            StoredScore(
+                sha256=digests.sha256,
+                sha1=digests.sha1,
+                model=MODEL_NAME,
+                model_version=signal.version,
+                score=math.nan,
+                width=media.width,
+                height=media.height,
+                media_format=media.media_format,
+                created_at=datetime.now(UTC),
+            ),
+            source,
+            started,
+            signal.submit_tensor(tensor),
+        )
+
+    def _finish(self, in_flight: list[_InFlight], signal: NsfwSignal) -> list[ScoreResult]:
+        """Wait for the model's answers and store them."""
+        scores = []
+        for item in in_flight:
+            score = signal.score_of(item.probabilities.result())
+            self.metrics.scoring_seconds.labels(signal.mode).observe(
+                time.perf_counter() - item.started
+            )
+            scores.append(dataclasses.replace(item.score, score=score))
+        self.metrics.images_scored.labels(signal.mode).inc(len(scores))
+        stored = self.store.scores.put_many(scores) if scores else []
+        return [
+            ScoreResult.from_stored(row, cached=False, source=item.source)
+            for row, item in zip(stored, in_flight, strict=True)
+        ]
 
     def _fetch(self, url: str) -> bytes:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -90,25 +91,22 @@ class ScoreRepository:
 
         The first write wins and is never changed: concurrent writers of one key all get it.
         """
-        _check(score)
-        values = {
-            "sha256": score.sha256,
-            "sha1": score.sha1,
-            "model": score.model,
-            "model_version": score.model_version,
-            "score": score.score,
-            "width": score.width,
-            "height": score.height,
-            "media_format": score.media_format,
-            "created_at": score.created_at,
-        }
+        return self.put_many([score])[0]
+
+    def put_many(self, scores: Sequence[StoredScore]) -> list[StoredScore]:
+        """``put`` for many scores in one transaction: one commit for a whole batch."""
+        for score in scores:
+            _check(score)
+        stored = []
         with self._engine.begin() as connection:
-            row = connection.execute(self._insert, values).first()
-            if row is None:
-                row = connection.execute(
-                    self._get, {"sha256": score.sha256, "model_version": score.model_version}
-                ).one()
-        return _from_row(row)
+            for score in scores:
+                row = connection.execute(self._insert, dataclasses.asdict(score)).first()
+                if row is None:
+                    row = connection.execute(
+                        self._get, {"sha256": score.sha256, "model_version": score.model_version}
+                    ).one()
+                stored.append(_from_row(row))
+        return stored
 
     def find(self, *, sha1: Sequence[str] = (), sha256: Sequence[str] = ()) -> list[StoredScore]:
         """Every score (all model versions) of files matching any digest given, newest first.
