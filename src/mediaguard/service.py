@@ -31,7 +31,7 @@ from mediaguard.errors import (
 from mediaguard.media.decode import DecodedMedia, decode
 from mediaguard.media.fetch import FetchPolicy, GuardedFetcher
 from mediaguard.metrics import Metrics
-from mediaguard.signals.digests import ContentDigests, compute_digests, parse_digest
+from mediaguard.signals.digests import compute_digests, parse_digest, sha1_hex_to_base36
 from mediaguard.signals.nsfw import MODEL_NAME, NsfwSignal
 from mediaguard.store import Role, Store, StoredScore, TokenInfo
 
@@ -62,7 +62,7 @@ class ScoreResult(BaseModel):
             model=stored.model,
             model_version=stored.model_version,
             sha1=stored.sha1,
-            sha1_base36=ContentDigests(stored.sha256, stored.sha1, "").sha1_base36,
+            sha1_base36=sha1_hex_to_base36(stored.sha1),
             sha256=stored.sha256,
             width=stored.width,
             height=stored.height,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from mediaguard.errors import InvalidInputError
@@ -17,11 +17,24 @@ _BASE36 = re.compile(r"^[0-9a-z]{31}$")
 _SHA1_MAX = (1 << 160) - 1
 
 
-@dataclass(frozen=True)
 class ContentDigests:
-    sha256: str
-    sha1: str
-    md5: str
+    """The digests of some bytes, each computed on first use: hashing a 12 MP original takes
+    milliseconds per digest, and not every caller needs every digest."""
+
+    def __init__(self, content: bytes) -> None:
+        self._content = content
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self._content).hexdigest()
+
+    @cached_property
+    def sha1(self) -> str:
+        return hashlib.sha1(self._content).hexdigest()
+
+    @cached_property
+    def md5(self) -> str:
+        return hashlib.md5(self._content, usedforsecurity=False).hexdigest()
 
     @property
     def sha1_base36(self) -> str:
@@ -29,11 +42,7 @@ class ContentDigests:
 
 
 def compute_digests(content: bytes) -> ContentDigests:
-    return ContentDigests(
-        sha256=hashlib.sha256(content).hexdigest(),
-        sha1=hashlib.sha1(content).hexdigest(),
-        md5=hashlib.md5(content, usedforsecurity=False).hexdigest(),
-    )
+    return ContentDigests(content)
 
 
 def sha1_hex_to_base36(sha1_hex: str) -> str:
