@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -38,8 +39,8 @@ from mediaguard.store import Role, Store, StoredScore, TokenInfo
 MAX_LOOKUP_DIGESTS = 1000
 
 
-class ScoreResult(BaseModel):
-    """The NSFW score of one image, with the digests it is stored under."""
+class ScoreFields(BaseModel):
+    """A stored score as clients see it; the routes add what their context knows."""
 
     score: float = Field(description="0.0 (safe) .. 1.0 (NSFW)", examples=[0.0317])
     model: str = Field(examples=[MODEL_NAME])
@@ -52,24 +53,31 @@ class ScoreResult(BaseModel):
     width: int
     height: int
     format: str = Field(examples=["JPEG"])
+
+    @staticmethod
+    def of(stored: StoredScore) -> dict[str, Any]:
+        return {
+            "score": stored.score,
+            "model": stored.model,
+            "model_version": stored.model_version,
+            "sha1": stored.sha1,
+            "sha1_base36": sha1_hex_to_base36(stored.sha1),
+            "sha256": stored.sha256,
+            "width": stored.width,
+            "height": stored.height,
+            "format": stored.media_format,
+        }
+
+
+class ScoreResult(ScoreFields):
+    """The NSFW score of one image, with the digests it is stored under."""
+
     cached: bool = Field(description="true when the score came from the store, not the model")
     source: str | None = Field(None, description="URL or path the image came from")
 
     @classmethod
     def from_stored(cls, stored: StoredScore, *, cached: bool, source: str | None) -> ScoreResult:
-        return cls(
-            score=stored.score,
-            model=stored.model,
-            model_version=stored.model_version,
-            sha1=stored.sha1,
-            sha1_base36=sha1_hex_to_base36(stored.sha1),
-            sha256=stored.sha256,
-            width=stored.width,
-            height=stored.height,
-            format=stored.media_format,
-            cached=cached,
-            source=source,
-        )
+        return cls(**ScoreFields.of(stored), cached=cached, source=source)
 
 
 @dataclass(frozen=True)

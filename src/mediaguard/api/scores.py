@@ -11,8 +11,7 @@ from starlette.responses import Response
 
 from mediaguard.api.deps import get_service, run_read, scoring_access
 from mediaguard.errors import NotFoundError
-from mediaguard.service import MAX_LOOKUP_DIGESTS, Service
-from mediaguard.signals.digests import sha1_hex_to_base36
+from mediaguard.service import MAX_LOOKUP_DIGESTS, ScoreFields, Service
 from mediaguard.store import StoredScore
 
 JSON = "application/json"
@@ -20,16 +19,7 @@ JSON = "application/json"
 router = APIRouter(tags=["scores"], dependencies=[Depends(scoring_access)])
 
 
-class StoredScoreOut(BaseModel):
-    score: float
-    model: str
-    model_version: str
-    sha1: str
-    sha1_base36: str
-    sha256: str
-    width: int
-    height: int
-    format: str
+class StoredScoreOut(ScoreFields):
     created_at: datetime
 
 
@@ -75,19 +65,5 @@ def _answer(digest: str, scores: list[StoredScore], service: Service) -> DigestS
     return DigestScores(
         digest=digest,
         score=ordered[0].score if ordered else None,
-        scores=[
-            StoredScoreOut(
-                score=s.score,
-                model=s.model,
-                model_version=s.model_version,
-                sha1=s.sha1,
-                sha1_base36=sha1_hex_to_base36(s.sha1),
-                sha256=s.sha256,
-                width=s.width,
-                height=s.height,
-                format=s.media_format,
-                created_at=s.created_at,
-            )
-            for s in ordered
-        ],
+        scores=[StoredScoreOut(**ScoreFields.of(s), created_at=s.created_at) for s in ordered],
     )
