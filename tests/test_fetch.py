@@ -24,15 +24,14 @@ from mediaguard.errors import (
     MediaTooLargeError,
     UrlRefusedError,
 )
-from mediaguard.media.fetch import (
-    FetchPolicy,
-    GuardedFetcher,
+from mediaguard.media.addresses import (
     Resolver,
     address_refusal,
     default_resolver,
     host_allowed,
     parse_ipv4_literal,
 )
+from mediaguard.media.fetch import FetchPolicy, GuardedFetcher
 
 from fixtures.servers import LocalHttpServer, unused_tcp_port
 
