@@ -164,7 +164,15 @@ def test_openapi_documents_every_route_with_examples(api: LiveApi) -> None:
     assert "example" in score_body["application/x-www-form-urlencoded"]
     assert "text/plain" in paths["/v1/score"]["post"]["responses"]["200"]["content"]
     assert "examples" in json.dumps(spec["components"]["schemas"]["PredictRequest"])
-    assert api.client.get("/docs").status_code == 200
+    docs = api.client.get("/docs")
+    assert docs.status_code == 200
+    assert "http://" not in docs.text
+    assert "https://" not in docs.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/static/swagger-ui/{asset}" in docs.text
+        served = api.client.get(f"/static/swagger-ui/{asset}")
+        assert served.status_code == 200
+        assert len(served.content) > 10_000
 
 
 def test_unknown_routes_and_methods_are_json(api: LiveApi) -> None:

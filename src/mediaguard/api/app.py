@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from mediaguard import __version__
 from mediaguard.api import health, kserve, scores, tokens
 from mediaguard.api import score as score_routes
+from mediaguard.api.docs import install_docs
 from mediaguard.api.errors import install_error_handlers
 from mediaguard.api.middleware import RequestContextMiddleware
 from mediaguard.logs import get_logger
@@ -43,9 +44,12 @@ def create_app(service: Service, *, load_model: bool = True) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = service
     install_error_handlers(app)
+    install_docs(app)
     app.add_middleware(RequestContextMiddleware, metrics=service.metrics)
     # The lookup route is platform code's hot path: matched first.
     for module in (scores, score_routes, kserve, health, tokens):
