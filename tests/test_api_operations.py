@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
+import numpy as np
 import pytest
 
 from mediaguard.api import create_app
@@ -107,7 +110,9 @@ def test_batch_sizes_are_observed(
 ) -> None:
     service = make_service(lend_models=False)
     service.score_bytes(chelsea_jpeg)
-    assert "mediaguard_inference_batch_size_count 1.0" in service.metrics.render().decode()
+    exposition = service.metrics.render().decode()
+    assert "mediaguard_inference_batch_size_count 1.0" in exposition
+    assert "mediaguard_inference_duration_seconds_count 1.0" in exposition
 
 
 def test_request_id_is_echoed_or_made(api: LiveApi) -> None:
@@ -178,3 +183,60 @@ def test_openapi_documents_every_route_with_examples(api: LiveApi) -> None:
 def test_unknown_routes_and_methods_are_json(api: LiveApi) -> None:
     assert api.client.get("/nope").json()["error"] == "not_found"
     assert api.client.get("/v1/score").status_code == 405
+
+
+class HeldModel:
+    """A model whose answers wait until the test releases them: inference that takes forever."""
+
+    mode = "exact"
+    version = "open_nsfw/held/exact"
+    draft_size = None
+
+    def __init__(self) -> None:
+        self.submitted = threading.Event()
+        self.pending: list[Future[np.ndarray]] = []
+
+    def preprocess(self, media: object) -> np.ndarray:
+        return np.zeros((224, 224, 3), dtype=np.float32)
+
+    def submit_tensor(self, tensor: np.ndarray) -> Future[np.ndarray]:
+        future: Future[np.ndarray] = Future()
+        self.pending.append(future)
+        self.submitted.set()
+        return future
+
+    @staticmethod
+    def score_of(probabilities: np.ndarray) -> float:
+        return float(probabilities[1])
+
+    def release(self) -> None:
+        for future in self.pending:
+            future.set_result(np.array([0.75, 0.25], dtype=np.float32))
+
+    def close(self) -> None:
+        self.release()
+
+
+def test_inference_never_blocks_the_event_loop(
+    make_service: Callable[..., Service], chelsea_jpeg: bytes
+) -> None:
+    held = HeldModel()
+    service = make_service(models={"exact": held})  # type: ignore[dict-item]
+    with (
+        ServerThread(create_app(service, load_model=False)) as base_url,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        scoring = pool.submit(
+            httpx.post,
+            f"{base_url}/v1/score",
+            content=chelsea_jpeg,
+            headers={"Content-Type": "image/jpeg"},
+            timeout=30,
+        )
+        assert held.submitted.wait(10), "the image never reached the model"
+        for path in ("/healthz", "/readyz", f"/v1/scores/{'0' * 40}", "/metrics"):
+            response = httpx.get(f"{base_url}{path}", timeout=2)
+            assert response.status_code in (200, 404), path
+        assert not scoring.done()
+        held.release()
+        assert float(scoring.result(timeout=10).text) == 0.25

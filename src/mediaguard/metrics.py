@@ -31,6 +31,12 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=r,
         )
+        self.inference_seconds = Histogram(
+            "mediaguard_inference_duration_seconds",
+            "One model run over a batch.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.images_scored = Counter(
             "mediaguard_images_scored_total", "Images run through the model.", ["mode"], registry=r
         )
@@ -58,6 +64,7 @@ class Metrics:
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.inference_batch_size.observe(size)
+        self.inference_seconds.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

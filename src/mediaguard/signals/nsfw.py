@@ -81,10 +81,7 @@ class NsfwSignal:
         return preprocess_exact(media.image)
 
     def extract(self, media: DecodedMedia) -> float:
-        return self.score_tensor(self.preprocess(media))
-
-    def score_tensor(self, tensor: np.ndarray) -> float:
-        return float(self._batcher(tensor)[1])
+        return self.score_of(self._batcher(self.preprocess(media)))
 
     def submit_tensor(self, tensor: np.ndarray) -> Future[np.ndarray]:
         """Queue a tensor without waiting: a decode thread goes on to its next image, so batches
