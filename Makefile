@@ -25,6 +25,7 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(VENV)/bin/python bench/score_throughput.py
 	$(VENV)/bin/python bench/lookup_throughput.py
+	$(VENV)/bin/python bench/pdq_index.py
 
 docs: $(STAMP)
 	$(VENV)/bin/python scripts/cli_reference.py > docs/cli.md

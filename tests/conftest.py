@@ -5,4 +5,5 @@ pytest_plugins = [
     "fixtures.servers",
     "fixtures.images",
     "fixtures.service",
+    "fixtures.smtp",
 ]

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from mediaguard.store import Store
 
+from fixtures.cli import run
 from fixtures.images import REFERENCE_SCORES, SKIMAGE_DATA
 from fixtures.servers import LocalHttpServer
-
-
-def run(args: list[str], db: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "MEDIAGUARD_DATABASE_URL": f"sqlite:///{db}", **env}
-    return subprocess.run(
-        [sys.executable, "-m", "mediaguard", *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -7,12 +7,19 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 
+from mediaguard.banks.formats import (
+    ImportStats,
+    detect_format,
+    read_hash_list,
+    write_csv,
+    write_text,
+)
 from mediaguard.config import NsfwMode, Settings, load_settings
-from mediaguard.errors import MediaguardError, MediaTooLargeError
+from mediaguard.errors import InvalidInputError, MediaguardError, MediaTooLargeError
 from mediaguard.logs import configure_logging, get_logger
 from mediaguard.service import ScoreResult, Service, build_service
 from mediaguard.store import ROLES, Store
@@ -24,8 +31,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+banks_app = typer.Typer(help="Hash banks: create, import, export, fetch.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(banks_app, name="banks")
 
 CHUNK = 32  # sources read into memory at once by `score`
 
@@ -180,6 +189,139 @@ def tokens_revoke(name: Annotated[str, typer.Argument()]) -> None:
         except MediaguardError as exc:
             raise _fail(exc) from None
     typer.echo(f"revoked {name}")
+
+
+@banks_app.command("list")
+def banks_list() -> None:
+    """List banks: name, category, PDQ threshold, enabled, exchange."""
+    with _service(load_settings()) as service:
+        for bank in service.banks.all():
+            state = "enabled" if bank.enabled else "disabled"
+            exchange = bank.exchange or "-"
+            typer.echo(f"{bank.name}\t{bank.category}\t{bank.pdq_threshold}\t{state}\t{exchange}")
+
+
+@banks_app.command("create")
+def banks_create(
+    name: Annotated[str, typer.Argument(help="NAME_IN_CAPITALS")],
+    category: Annotated[
+        str, typer.Option(help="child_protection, terrorism, ncii or other")
+    ] = "other",
+    threshold: Annotated[int, typer.Option(help="PDQ distance threshold, 0..63")] = 31,
+    actions: Annotated[
+        str | None, typer.Option(help="notify,takedown,review (default: the category's)")
+    ] = None,
+    exchange: Annotated[str | None, typer.Option(help="local_file, ncmec, stop_ncii, ...")] = None,
+    exchange_config: Annotated[
+        str | None, typer.Option(help='JSON, e.g. {"filename": "/srv/list.txt"}')
+    ] = None,
+) -> None:
+    """Create a bank."""
+    try:
+        config = json.loads(exchange_config) if exchange_config else None
+    except ValueError as exc:
+        raise typer.BadParameter(f"--exchange-config is not JSON: {exc}") from None
+    with _service(load_settings(), migrate=True) as service:
+        try:
+            service.banks.create(
+                name,
+                category=category,
+                pdq_threshold=threshold,
+                actions=actions.split(",") if actions else None,
+                exchange=exchange,
+                exchange_config=config,
+                actor="cli",
+            )
+        except MediaguardError as exc:
+            raise _fail(exc) from None
+    typer.echo(f"created {name}")
+
+
+@banks_app.command("import")
+def banks_import(
+    name: Annotated[str, typer.Argument(help="The bank")],
+    path: Annotated[Path, typer.Argument(help="A text or CSV hash list ('-': stdin)")],
+    format: Annotated[
+        str | None, typer.Option(help="text or csv (default: from the file name)")
+    ] = None,
+    signal_type: Annotated[
+        str | None, typer.Option("--type", help="pdq, md5, sha1 or sha256, for bare lines")
+    ] = None,
+    skip_errors: Annotated[bool, typer.Option(help="Skip bad lines instead of stopping")] = False,
+) -> None:
+    """Import a hash list into a bank (hashes already there are skipped)."""
+    fmt = format or detect_format(str(path))
+    if fmt not in ("text", "csv"):
+        raise typer.BadParameter("--format must be text or csv")
+    stats = ImportStats()
+    with _service(load_settings()) as service:
+        try:
+            with _open_text(path) as stream:
+                records = read_hash_list(
+                    stream,
+                    fmt,  # type: ignore[arg-type]
+                    signal_type=signal_type,
+                    on_error="skip" if skip_errors else "raise",
+                    stats=stats,
+                )
+                result = service.banks.import_records(name, records, actor="cli")
+        except MediaguardError as exc:
+            raise _fail(exc) from None
+    typer.echo(
+        f"added {result.added}, already in the bank {result.duplicates}, "
+        f"skipped {stats.skipped} bad line(s)"
+    )
+    for error in stats.errors:
+        typer.echo(f"  {error}", err=True)
+
+
+@banks_app.command("export")
+def banks_export(
+    name: Annotated[str, typer.Argument(help="The bank")],
+    path: Annotated[Path | None, typer.Argument(help="Output file (default: stdout)")] = None,
+    format: Annotated[str, typer.Option(help="text or csv")] = "text",
+) -> None:
+    """Export a bank's hashes as a text or CSV list."""
+    writer = write_csv if format == "csv" else write_text
+    with _service(load_settings()) as service:
+        try:
+            service.banks.get(name)
+            if path is None:
+                count = writer(sys.stdout, service.banks.export(name))
+            else:
+                with path.open("w", encoding="utf-8", newline="") as stream:
+                    count = writer(stream, service.banks.export(name))
+        except MediaguardError as exc:
+            raise _fail(exc) from None
+    typer.echo(f"exported {count} hash(es)", err=True)
+
+
+@banks_app.command("fetch")
+def banks_fetch(name: Annotated[str, typer.Argument(help="A bank with an exchange")]) -> None:
+    """Fetch a bank's exchange, resuming from its last checkpoint."""
+    with _service(load_settings()) as service:
+        try:
+            result = service.banks.fetch(name, service.exchange_credentials(), actor="cli")
+        except (MediaguardError, ValueError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+    typer.echo(
+        f"added {result.added}, removed {result.removed}, already in the bank "
+        f"{result.duplicates}, in {result.batches} batch(es)"
+    )
+
+
+@contextmanager
+def _open_text(path: Path) -> Iterator[TextIO]:
+    if str(path) == "-":
+        yield sys.stdin
+        return
+    try:
+        stream = path.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc.strerror}") from None
+    with stream:
+        yield stream
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -70,11 +70,72 @@ class Settings(BaseSettings):
         description="User-Agent header of URL fetches.",
     )
 
+    # matching
+    index_sync_interval: float = Field(
+        0.25,
+        gt=0,
+        le=1.0,
+        description="How often each process applies bank changes to its PDQ index, seconds.",
+    )
+
+    # actions
+    auto_takedown: bool = Field(
+        False,
+        description="Call the takedown webhook automatically where the bank's category allows "
+        "it (never for `terrorism`). Off: takedowns are recorded and e-mailed as "
+        '"would take down".',
+    )
+    notify_recipients: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated e-mail addresses of the trust-and-safety reviewers.",
+    )
+    notify_from: str = Field("mediaguard@localhost", description="From address of e-mails.")
+    smtp_host: str | None = Field(None, description="SMTP server (unset: no e-mail is sent).")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port.")
+    smtp_username: str | None = Field(None, description="SMTP login, if the server needs one.")
+    smtp_password: str | None = Field(None, description="SMTP password.")
+    smtp_security: Literal["none", "starttls", "ssl"] = Field(
+        "none", description="`starttls`, `ssl` (implicit TLS) or `none`."
+    )
+    smtp_timeout: float = Field(10.0, gt=0, description="SMTP timeout, seconds.")
+    takedown_webhook_url: str | None = Field(
+        None, description="The platform's URL that takes a file down (POST, signed JSON)."
+    )
+    takedown_webhook_secret: str | None = Field(
+        None, description="Shared secret of the webhook's HMAC-SHA256 signature."
+    )
+    webhook_attempts: int = Field(5, ge=1, le=20, description="Webhook attempts before failing.")
+    webhook_backoff: float = Field(
+        0.5, ge=0, description="First webhook retry delay, seconds; doubles, with jitter."
+    )
+    webhook_timeout: float = Field(10.0, gt=0, description="Webhook request timeout, seconds.")
+
+    # exchanges
+    ncmec_credentials: str | None = Field(
+        None, description="NCMEC hash sharing API credentials, `user:password`."
+    )
+    stop_ncii_credentials: str | None = Field(
+        None, description="StopNCII API keys, `fetch_function_key:subscription_key`."
+    )
+    tech_against_terrorism_credentials: str | None = Field(
+        None, description="Tech Against Terrorism (TCAP) credentials, `user:password`."
+    )
+    fb_threatexchange_credentials: str | None = Field(
+        None, description="Meta ThreatExchange access token, `app_id|secret`."
+    )
+
     @field_validator("fetch_allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("notify_recipients", mode="before")
+    @classmethod
+    def _split_recipients(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
 

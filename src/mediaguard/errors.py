@@ -17,6 +17,8 @@
      ├── AuthenticationError             401  unauthenticated     no or unknown token
      ├── PermissionDeniedError           403  forbidden           token lacks the role
      ├── NotFoundError                   404  not_found           unknown id or digest
+     ├── ConflictError                   409  conflict            the name is taken
+     ├── ActionError (actions/)          502  action_failed       SMTP or webhook failed
      └── NotReadyError                   503  not_ready           model or database not ready
 
 Core code raises these and never thinks about HTTP; ``api/errors.py`` turns them into responses
@@ -103,6 +105,11 @@ class PermissionDeniedError(MediaguardError):
 class NotFoundError(MediaguardError):
     code = "not_found"
     status = 404
+
+
+class ConflictError(MediaguardError):
+    code = "conflict"
+    status = 409
 
 
 class NotReadyError(MediaguardError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -59,6 +59,33 @@ class Metrics:
             "mediaguard_decode_failures_total",
             "Media that could not be decoded.",
             ["reason"],
+            registry=r,
+        )
+
+        self.checks = Counter(
+            "mediaguard_checks_total",
+            "Items checked against the banks, by outcome (match, no_match).",
+            ["result"],
+            registry=r,
+        )
+        self.new_matches = Counter(
+            "mediaguard_bank_matches_total",
+            "Items matching a bank for the first time, by category and signal type.",
+            ["category", "signal_type"],
+            registry=r,
+        )
+        self.actions = Counter(
+            "mediaguard_actions_total",
+            "Actions run or queued, by action and how they ended.",
+            ["action", "status"],
+            registry=r,
+        )
+        self.pdq_index_hashes = Gauge(
+            "mediaguard_pdq_index_hashes", "PDQ hashes in this process's index.", registry=r
+        )
+        self.pdq_index_sync_age = Gauge(
+            "mediaguard_pdq_index_sync_age_seconds",
+            "Seconds since this process's PDQ index last applied the bank change feed.",
             registry=r,
         )
 

@@ -1,7 +1,8 @@
 """The core: the CLI, the API and (later) the workers all call these methods.
 
 Scoring reads as a pipeline: ``_fetch`` -> digests -> the store (a hit ends here) -> ``_decode``
--> ``_extract`` -> the store.
+-> ``_extract`` -> the store. Matching: ``_fetch`` -> ``_decode`` -> every hash -> the banks ->
+policy -> actions (``checks.Checker``). Banks are curated through ``service.banks``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from mediaguard.actions.runner import ActionRunner
 from mediaguard.auth import authorize
+from mediaguard.banks.admin import BankAdmin
+from mediaguard.banks.exchanges import ExchangeCredentials
+from mediaguard.banks.follower import IndexFollower, IndexStatus
+from mediaguard.banks.matcher import BankMatch, Matcher
+from mediaguard.checks import Checker, CheckResult
 from mediaguard.config import NsfwMode, Settings
 from mediaguard.errors import (
     AuthenticationError,
@@ -33,8 +40,10 @@ from mediaguard.media.decode import DecodedMedia, decode
 from mediaguard.media.fetch import FetchPolicy, GuardedFetcher
 from mediaguard.metrics import Metrics
 from mediaguard.signals.digests import compute_digests, parse_digest, sha1_hex_to_base36
+from mediaguard.signals.hashes import MediaHashes, hash_media
 from mediaguard.signals.nsfw import MODEL_NAME, NsfwSignal
 from mediaguard.store import Role, Store, StoredScore, TokenInfo
+from mediaguard.store.items import ActionInfo
 
 MAX_LOOKUP_DIGESTS = 1000
 
@@ -116,6 +125,15 @@ class Service:
             settings.decode_threads + settings.nsfw_batch_size, thread_name_prefix="score"
         )
         self._decode_slots = threading.BoundedSemaphore(settings.decode_threads)
+        self.follower = IndexFollower(store.banks, interval=settings.index_sync_interval)
+        self.matcher = Matcher(store.banks, self.follower)
+        self.banks = BankAdmin(store, self.follower)
+        self.actions = ActionRunner(settings, store.items)
+        self.checker = Checker(settings, store, self.matcher, self.actions)
+        self.metrics.pdq_index_hashes.set_function(lambda: len(self.follower.index))
+        self.metrics.pdq_index_sync_age.set_function(
+            lambda: self.follower.status().seconds_since_sync or 0.0
+        )
 
     # -- models ----------------------------------------------------------------------------
 
@@ -181,10 +199,7 @@ class Service:
         self, content: bytes, signal: NsfwSignal, source: str | None
     ) -> ScoreResult | _InFlight:
         """Limits, digests and the store; on a miss, decode and queue the tensor for the model."""
-        limit = self.settings.max_image_bytes
-        if len(content) > limit:
-            self.metrics.decode_failures.labels("media_too_large").inc()
-            raise MediaTooLargeError(f"image is {len(content)} bytes; the limit is {limit}")
+        self._check_size(content)
         digests = compute_digests(content)
         stored = self.store.scores.get(digests.sha256, signal.version)
         self.metrics.store_lookups.labels("hit" if stored else "miss").inc()
@@ -243,6 +258,103 @@ class Service:
             self.metrics.decode_failures.labels(exc.code).inc()
             raise
 
+    # -- hashing and matching ---------------------------------------------------------------
+
+    def hash_bytes(self, content: bytes) -> MediaHashes:
+        """Every hash of an image: digests of the bytes, PDQ of its one full decode."""
+        self._check_size(content)
+        with self._decode_slots:
+            try:
+                media = decode(content, max_pixels=self.settings.max_image_pixels)
+            except MediaError as exc:
+                self.metrics.decode_failures.labels(exc.code).inc()
+                raise
+            return hash_media(media)
+
+    def hash_url(self, url: str) -> MediaHashes:
+        return self.hash_bytes(self._fetch(url))
+
+    def match(
+        self,
+        signals: dict[str, str],
+        *,
+        pdq_quality: int | None = None,
+        banks: Iterable[str] | None = None,
+    ) -> list[BankMatch]:
+        """Live bank matches of normalised hashes (signal_type -> value)."""
+        return self.matcher.match(
+            signals, pdq_quality=pdq_quality, banks=None if banks is None else set(banks)
+        )
+
+    def check_bytes(
+        self,
+        content: bytes,
+        *,
+        platform_id: str = "",
+        media_url: str | None = None,
+        actor: str = "system",
+    ) -> CheckResult:
+        """Hash, match the banks, record the item and run the actions policy plans."""
+        hashes = self.hash_bytes(content)
+        return self.checker.check(hashes, platform_id=platform_id, media_url=media_url, actor=actor)
+
+    def check_url(self, url: str, *, platform_id: str = "", actor: str = "system") -> CheckResult:
+        return self.check_bytes(
+            self._fetch(url), platform_id=platform_id, media_url=url, actor=actor
+        )
+
+    def check_digest(
+        self,
+        *,
+        sha256: str,
+        sha1: str | None = None,
+        platform_id: str = "",
+        media_url: str | None = None,
+        actor: str = "system",
+    ) -> CheckResult:
+        return self._counted(
+            self.checker.check_known(
+                sha256=sha256, sha1=sha1, platform_id=platform_id, media_url=media_url, actor=actor
+            )
+        )
+
+    def _counted(self, result: CheckResult) -> CheckResult:
+        self.metrics.checks.labels(result.item.match_status or "unknown").inc()
+        for match in result.new_matches:
+            self.metrics.new_matches.labels(match.category, match.signal_type).inc()
+        for action in result.actions:
+            self.metrics.actions.labels(action.action, action.status).inc()
+        return result
+
+    def retry_action(self, action_id: int, *, actor: str = "system") -> ActionInfo:
+        return self.checker.retry(action_id, actor=actor)
+
+    def start_index(self, *, wait: bool = False) -> None:
+        """Load the PDQ index in the background and follow bank changes from then on."""
+        self.follower.start()
+        if wait:
+            self.follower.wait_ready()
+
+    def index_status(self) -> IndexStatus:
+        return self.follower.status()
+
+    def exchange_credentials(self) -> ExchangeCredentials:
+        settings = self.settings
+        return ExchangeCredentials.from_settings(
+            {
+                "ncmec": settings.ncmec_credentials,
+                "stop_ncii": settings.stop_ncii_credentials,
+                "tech_against_terrorism": settings.tech_against_terrorism_credentials,
+                "fb_threatexchange": settings.fb_threatexchange_credentials,
+            }
+        )
+
+    def _check_size(self, content: bytes) -> None:
+        limit = self.settings.max_image_bytes
+        if len(content) > limit:
+            self.metrics.decode_failures.labels("media_too_large").inc()
+            raise MediaTooLargeError(f"image is {len(content)} bytes; the limit is {limit}")
+
     # -- lookups ---------------------------------------------------------------------------
 
     def lookup(self, digest: str) -> list[StoredScore]:
@@ -299,9 +411,15 @@ class Service:
             raise NotReadyError("the database schema is not migrated: run `mediaguard db upgrade`")
         if not self.model_loaded():
             raise NotReadyError("the NSFW model is still loading")
-        return {"database": "ok", "model": self.nsfw().version}
+        index = self.follower.status()
+        if not index.ready:
+            raise NotReadyError("the PDQ index is still loading")
+        if index.stale:
+            raise NotReadyError("the PDQ index has not synced with the database recently")
+        return {"database": "ok", "model": self.nsfw().version, "pdq_index": f"{index.size}"}
 
     def close(self) -> None:
+        self.follower.stop()
         self._pool.shutdown(wait=True)
         for signal in self._models.values():
             if signal not in self._lent_models:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from mediaguard import __version__
-from mediaguard.api import health, kserve, scores, tokens
+from mediaguard.api import actions, banks, health, hma, kserve, matching, scores, tokens
 from mediaguard.api import score as score_routes
 from mediaguard.api.docs import install_docs
 from mediaguard.api.errors import install_error_handlers
@@ -23,8 +23,12 @@ DESCRIPTION = """\
 Content safety for open media platforms: open_nsfw scores (0.0 safe .. 1.0 NSFW) from a URL or
 the image bytes, stored by content digest for millisecond lookups.
 
-Compatible surfaces: nsfwoid (`POST /`, `POST /v1/score`, text/plain) and KServe v1
-(`/v1/models/open-nsfw:predict`). Errors are JSON `{"error": code, "detail": ...}`.
+Hash banks: PDQ, MD5, SHA-1 and SHA-256 matching with per-bank thresholds and per-category
+actions (e-mail, signed takedown webhook, review queue), every action audited.
+
+Compatible surfaces: nsfwoid (`POST /`, `POST /v1/score`, text/plain), KServe v1
+(`/v1/models/open-nsfw:predict`) and Hasher-Matcher-Actioner (`/h/`, `/m/`, `/c/`, `/status`).
+Errors are JSON `{"error": code, "detail": ...}`.
 Authenticate with `Authorization: Bearer <token>` (`mediaguard tokens create`).
 """
 
@@ -37,6 +41,7 @@ def create_app(service: Service, *, load_model: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if load_model:
             threading.Thread(target=_load_model, args=(service,), daemon=True).start()
+        service.start_index()
         yield
 
     app = FastAPI(
@@ -52,7 +57,7 @@ def create_app(service: Service, *, load_model: bool = True) -> FastAPI:
     install_docs(app)
     app.add_middleware(RequestContextMiddleware, metrics=service.metrics)
     # The lookup route is platform code's hot path: matched first.
-    for module in (scores, score_routes, kserve, health, tokens):
+    for module in (scores, score_routes, kserve, health, tokens, matching, banks, actions, hma):
         app.include_router(module.router)
     return app
 

@@ -20,10 +20,17 @@ def wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
+# HMA's clients read an error's text from `message`.
+HMA_PREFIXES = ("/h/", "/m/", "/c/")
+
+
 def error_response(request: Request, status: int, code: str, detail: object) -> Response:
     if request.url.path in PLAIN_TEXT_ROUTES and not wants_json(request):
         return PlainTextResponse(f"{status} {code}: {detail}\n", status_code=status)
-    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+    body: dict[str, object] = {"error": code, "detail": detail}
+    if request.url.path.startswith(HMA_PREFIXES):
+        body["message"] = detail if isinstance(detail, str) else str(detail)
+    return JSONResponse(body, status_code=status)
 
 
 async def _mediaguard_error(request: Request, exc: Exception) -> Response:

@@ -46,11 +46,14 @@ class MediaInput:
     url: str | None = None
 
 
-async def read_media(request: Request, max_bytes: int) -> MediaInput:
+async def read_media(
+    request: Request, max_bytes: int, *, file_fields: tuple[str, ...] = ("file",)
+) -> MediaInput:
+    """The media of a request. ``file_fields`` are the multipart names a file may come in."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in FORM_TYPES:
         body = await read_body(request, max_bytes + MULTIPART_SLACK)
-        return await _from_form(request, body, max_bytes)
+        return await _from_form(request, body, max_bytes, file_fields)
     if content_type.startswith("image/") or content_type in RAW_TYPES:
         return MediaInput(content=await read_body(request, max_bytes))
     raise MissingInputError(
@@ -74,7 +77,9 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _from_form(request: Request, body: bytes, max_bytes: int) -> MediaInput:
+async def _from_form(
+    request: Request, body: bytes, max_bytes: int, file_fields: tuple[str, ...]
+) -> MediaInput:
     async def replay() -> Message:
         return {"type": "http.request", "body": body, "more_body": False}
 
@@ -83,7 +88,7 @@ async def _from_form(request: Request, body: bytes, max_bytes: int) -> MediaInpu
     except Exception as exc:  # malformed multipart: python-multipart raises several types
         raise InvalidInputError(f"malformed form body: {exc}") from None
     try:
-        upload = form.get("file")
+        upload = next((form.get(name) for name in file_fields if name in form), None)
         url = form.get("url")
         if isinstance(upload, UploadFile):
             content = await upload.read(max_bytes + 1)
@@ -94,4 +99,6 @@ async def _from_form(request: Request, body: bytes, max_bytes: int) -> MediaInpu
             return MediaInput(url=url.strip())
     finally:
         await form.close()
-    raise MissingInputError("missing form field `url` (or multipart field `file`)")
+    raise MissingInputError(
+        f"missing form field `url` (or multipart field {' or '.join(file_fields)})"
+    )

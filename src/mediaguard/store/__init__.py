@@ -14,11 +14,18 @@ import sqlalchemy as sa
 
 from mediaguard.errors import NotReadyError
 from mediaguard.store import db
+from mediaguard.store.audit import AuditEvent, AuditRepository
+from mediaguard.store.banks import BankRepository
+from mediaguard.store.items import ItemRepository
 from mediaguard.store.scores import ScoreRepository, StoredScore
 from mediaguard.store.tokens import ROLES, Role, TokenInfo, TokenRepository
 
 __all__ = [
     "ROLES",
+    "AuditEvent",
+    "AuditRepository",
+    "BankRepository",
+    "ItemRepository",
     "Role",
     "ScoreRepository",
     "Store",
@@ -35,6 +42,9 @@ class Store:
         self.engine: sa.Engine = db.create_engine(database_url)
         self.scores = ScoreRepository(self.engine)
         self.tokens = TokenRepository(self.engine)
+        self.banks = BankRepository(self.engine)
+        self.items = ItemRepository(self.engine)
+        self.audit = AuditRepository(self.engine)
 
     @property
     def is_embedded(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,10 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 0x6D67_6D69_6772  # "mgmigr"
 # Alembic's ``context`` is module-global state, so one process migrates one database at a time.
 _ALEMBIC_LOCK = threading.Lock()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def create_engine(database_url: str | sa.URL) -> sa.Engine:

@@ -101,6 +101,154 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class Bank(Base):
+    """A named list of known-bad hashes, with its category, PDQ threshold and action policy."""
+
+    __tablename__ = "banks"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    category: Mapped[str] = mapped_column(sa.String(32))
+    pdq_threshold: Mapped[int] = mapped_column(sa.Integer)
+    enabled: Mapped[bool] = mapped_column(sa.Boolean)
+    # Comma-separated action names; NULL means the category's default policy.
+    actions: Mapped[str | None] = mapped_column(sa.String(100))
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    exchange: Mapped[str | None] = mapped_column(sa.String(64))
+    exchange_config: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    exchange_checkpoint: Mapped[str | None] = mapped_column(sa.Text)
+    fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BankContent(Base):
+    """One banked piece of content: the hashes of one image, with its metadata."""
+
+    __tablename__ = "bank_content"
+    __table_args__ = (sa.Index("ix_bank_content_bank_id_external_id", "bank_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    bank_id: Mapped[int] = mapped_column(sa.ForeignKey("banks.id", ondelete="CASCADE"), index=True)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    content_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", sa.JSON)
+    enabled: Mapped[bool] = mapped_column(sa.Boolean)
+    source: Mapped[str] = mapped_column(sa.String(32))
+    # The exchange's own id for this content (NCMEC: "<esp id>-<entry id>"), when it has one.
+    external_id: Mapped[str | None] = mapped_column(sa.String(255))
+    media_url: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BankSignal(Base):
+    """One hash of one bank content. A hash appears at most once per bank."""
+
+    __tablename__ = "bank_signals"
+    __table_args__ = (
+        sa.UniqueConstraint("bank_id", "signal_type", "value"),
+        sa.Index("ix_bank_signals_signal_type_value", "signal_type", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    content_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("bank_content.id", ondelete="CASCADE"), index=True
+    )
+    bank_id: Mapped[int] = mapped_column(sa.ForeignKey("banks.id", ondelete="CASCADE"))
+    signal_type: Mapped[str] = mapped_column(sa.String(16))
+    value: Mapped[str] = mapped_column(sa.String(64))
+    quality: Mapped[int | None] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BankChange(Base):
+    """The change feed every process follows to keep its in-memory PDQ index current.
+
+    A row names a range of signal ids whose state changed (added, removed, or their bank deleted):
+    a follower re-reads that range from the database, which makes replaying a row harmless.
+    """
+
+    __tablename__ = "bank_changes"
+
+    seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    bank_id: Mapped[int] = mapped_column(sa.Integer)
+    first_signal_id: Mapped[int] = mapped_column(sa.Integer)
+    last_signal_id: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class MediaItem(Base):
+    """One file of one platform, identified by the platform's id and the file's SHA-256."""
+
+    __tablename__ = "media_items"
+    __table_args__ = (sa.UniqueConstraint("platform_id", "sha256"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    platform_id: Mapped[str] = mapped_column(sa.String(255))
+    media_url: Mapped[str | None] = mapped_column(sa.Text)
+    sha256: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    sha1: Mapped[str | None] = mapped_column(sa.String(40), index=True)
+    md5: Mapped[str | None] = mapped_column(sa.String(32))
+    pdq: Mapped[str | None] = mapped_column(sa.String(64))
+    pdq_quality: Mapped[int | None] = mapped_column(sa.Integer)
+    # NULL: never checked successfully; then "match" or "no_match".
+    match_status: Mapped[str | None] = mapped_column(sa.String(16))
+    last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ItemMatch(Base):
+    """An item matched a bank: the first time it did, with the closest match's details."""
+
+    __tablename__ = "item_matches"
+    __table_args__ = (sa.UniqueConstraint("item_id", "bank_id"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(sa.ForeignKey("media_items.id", ondelete="CASCADE"))
+    bank_id: Mapped[int] = mapped_column(sa.Integer)
+    bank_name: Mapped[str] = mapped_column(sa.String(100))
+    category: Mapped[str] = mapped_column(sa.String(32))
+    signal_type: Mapped[str] = mapped_column(sa.String(16))
+    distance: Mapped[int] = mapped_column(sa.Integer)
+    bank_content_id: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ActionRecord(Base):
+    """One action for one item and bank. The unique key is what makes it run at most once."""
+
+    __tablename__ = "actions"
+    __table_args__ = (sa.UniqueConstraint("item_id", "bank_id", "action"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(sa.ForeignKey("media_items.id", ondelete="CASCADE"))
+    bank_id: Mapped[int] = mapped_column(sa.Integer)
+    action: Mapped[str] = mapped_column(sa.String(16))
+    mode: Mapped[str] = mapped_column(sa.String(32))
+    status: Mapped[str] = mapped_column(sa.String(16), index=True)
+    detail: Mapped[str | None] = mapped_column(sa.Text)
+    attempts: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(Base):
+    """What was done, to what, why, by whom, when, and with what result. Append-only."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(sa.String(100))
+    event: Mapped[str] = mapped_column(sa.String(64))
+    subject_type: Mapped[str] = mapped_column(sa.String(32))
+    subject_id: Mapped[str] = mapped_column(sa.String(255))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    result: Mapped[str] = mapped_column(sa.String(32))
+    details: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
 def _table(model: type[Base]) -> sa.Table:
     table = model.__table__
     assert isinstance(table, sa.Table)
@@ -109,3 +257,11 @@ def _table(model: type[Base]) -> sa.Table:
 
 SCORES = _table(Score)
 API_TOKENS = _table(ApiToken)
+BANKS = _table(Bank)
+BANK_CONTENT = _table(BankContent)
+BANK_SIGNALS = _table(BankSignal)
+BANK_CHANGES = _table(BankChange)
+MEDIA_ITEMS = _table(MediaItem)
+ITEM_MATCHES = _table(ItemMatch)
+ACTIONS = _table(ActionRecord)
+AUDIT_LOG = _table(AuditEntry)

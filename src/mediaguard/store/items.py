@@ -1,0 +1,289 @@
+"""Media items, the banks they matched, and the actions taken on them.
+
+The unique keys do the bookkeeping: (platform_id, sha256) is one item, (item, bank) one match,
+(item, bank, action) one action. Inserting with ON CONFLICT DO NOTHING tells a first match or a
+first action apart from a repeated one, so a re-scan or a second worker never acts twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mediaguard.errors import NotFoundError
+from mediaguard.store.audit import AuditEvent, write_audit
+from mediaguard.store.db import reader, utcnow
+from mediaguard.store.models import ACTIONS, ITEM_MATCHES, MEDIA_ITEMS
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    id: int
+    platform_id: str
+    media_url: str | None
+    sha256: str | None
+    sha1: str | None
+    md5: str | None
+    pdq: str | None
+    pdq_quality: int | None
+    match_status: str | None
+    last_checked_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class MatchRecord:
+    bank_id: int
+    bank_name: str
+    category: str
+    signal_type: str
+    distance: int
+    bank_content_id: int
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    bank_id: int
+    action: str  # notify, takedown, review
+    mode: str  # how it runs: "email", "automatic", "would_take_down", "needs_review", "queue"
+
+
+@dataclass(frozen=True)
+class ActionInfo:
+    id: int
+    item_id: int
+    bank_id: int
+    action: str
+    mode: str
+    status: str  # pending, running, done, failed, queued
+    detail: str | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+
+
+_MATCH_COLUMNS = (
+    ITEM_MATCHES.c.bank_id,
+    ITEM_MATCHES.c.bank_name,
+    ITEM_MATCHES.c.category,
+    ITEM_MATCHES.c.signal_type,
+    ITEM_MATCHES.c.distance,
+    ITEM_MATCHES.c.bank_content_id,
+)
+
+
+def _insert(table: sa.Table, dialect: str) -> sqlite.Insert | postgresql.Insert:
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    raise ValueError(f"unsupported database backend {dialect!r}")
+
+
+class ItemRepository:
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._reader = reader(engine)
+        self._dialect = engine.dialect.name
+
+    def upsert(
+        self,
+        *,
+        platform_id: str,
+        sha256: str,
+        sha1: str | None = None,
+        md5: str | None = None,
+        pdq: str | None = None,
+        pdq_quality: int | None = None,
+        media_url: str | None = None,
+    ) -> ItemInfo:
+        """The item for (platform_id, sha256), created if new; known fields are filled in."""
+        now = utcnow()
+        fields = {"sha1": sha1, "md5": md5, "pdq": pdq, "pdq_quality": pdq_quality}
+        fields = {key: value for key, value in fields.items() if value is not None}
+        if media_url is not None:
+            fields["media_url"] = media_url
+        key = (MEDIA_ITEMS.c.platform_id == platform_id) & (MEDIA_ITEMS.c.sha256 == sha256)
+        with self._engine.begin() as connection:
+            insert = (
+                _insert(MEDIA_ITEMS, self._dialect)
+                .values(
+                    platform_id=platform_id,
+                    sha256=sha256,
+                    created_at=now,
+                    updated_at=now,
+                    **fields,
+                )
+                .on_conflict_do_nothing(index_elements=["platform_id", "sha256"])
+            )
+            connection.execute(insert)
+            if fields:
+                connection.execute(
+                    sa.update(MEDIA_ITEMS).where(key).values(updated_at=now, **fields)
+                )
+            row = connection.execute(sa.select(*MEDIA_ITEMS.c).where(key)).one()
+        return ItemInfo(**row._mapping)
+
+    def get(self, item_id: int) -> ItemInfo:
+        with self._reader.connect() as connection:
+            row = connection.execute(
+                sa.select(*MEDIA_ITEMS.c).where(MEDIA_ITEMS.c.id == item_id)
+            ).first()
+        if row is None:
+            raise NotFoundError(f"no media item {item_id}")
+        return ItemInfo(**row._mapping)
+
+    def known_matches(
+        self, *, sha1: str | None = None, sha256: str | None = None
+    ) -> list[MatchRecord]:
+        """Banks any item with this digest matched before: one record per bank."""
+        conditions = []
+        if sha1:
+            conditions.append(MEDIA_ITEMS.c.sha1 == sha1)
+        if sha256:
+            conditions.append(MEDIA_ITEMS.c.sha256 == sha256)
+        if not conditions:
+            return []
+        query = (
+            sa.select(*_MATCH_COLUMNS)
+            .join(MEDIA_ITEMS, MEDIA_ITEMS.c.id == ITEM_MATCHES.c.item_id)
+            .where(sa.or_(*conditions))
+            .order_by(ITEM_MATCHES.c.distance, ITEM_MATCHES.c.id)
+        )
+        with self._reader.connect() as connection:
+            rows = connection.execute(query).all()
+        by_bank: dict[int, MatchRecord] = {}
+        for row in rows:
+            by_bank.setdefault(row[0], MatchRecord(*row))
+        return list(by_bank.values())
+
+    def matches(self, item_id: int) -> list[MatchRecord]:
+        with self._reader.connect() as connection:
+            rows = connection.execute(
+                sa.select(*_MATCH_COLUMNS)
+                .where(ITEM_MATCHES.c.item_id == item_id)
+                .order_by(ITEM_MATCHES.c.id)
+            ).all()
+        return [MatchRecord(*row) for row in rows]
+
+    def record_check(
+        self,
+        item_id: int,
+        matches: Sequence[MatchRecord],
+        planned: Sequence[PlannedAction],
+    ) -> tuple[list[MatchRecord], list[ActionInfo]]:
+        """Store the outcome of one check: new matches and new actions are returned; ones
+        already recorded for this item are not, whoever recorded them."""
+        now = utcnow()
+        new_matches: list[MatchRecord] = []
+        new_actions: list[ActionInfo] = []
+        with self._engine.begin() as connection:
+            for match in matches:
+                inserted = connection.execute(
+                    _insert(ITEM_MATCHES, self._dialect)
+                    .values(item_id=item_id, created_at=now, **match.__dict__)
+                    .on_conflict_do_nothing(index_elements=["item_id", "bank_id"])
+                    .returning(ITEM_MATCHES.c.id)
+                ).first()
+                if inserted is not None:
+                    new_matches.append(match)
+            for plan in planned:
+                row = connection.execute(
+                    _insert(ACTIONS, self._dialect)
+                    .values(
+                        item_id=item_id,
+                        bank_id=plan.bank_id,
+                        action=plan.action,
+                        mode=plan.mode,
+                        status="queued" if plan.action == "review" else "pending",
+                        attempts=0,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=["item_id", "bank_id", "action"])
+                    .returning(*ACTIONS.c)
+                ).first()
+                if row is not None:
+                    new_actions.append(ActionInfo(**row._mapping))
+            matched = connection.execute(
+                sa.select(sa.func.count())
+                .select_from(ITEM_MATCHES)
+                .where(ITEM_MATCHES.c.item_id == item_id)
+            ).scalar_one()
+            connection.execute(
+                sa.update(MEDIA_ITEMS)
+                .where(MEDIA_ITEMS.c.id == item_id)
+                .values(
+                    match_status="match" if matched else "no_match",
+                    last_checked_at=now,
+                    updated_at=now,
+                )
+            )
+        return new_matches, new_actions
+
+    # actions
+
+    def claim(self, action_id: int) -> bool:
+        """Take a pending action to run it; false if another runner has it or it is done.
+
+        Claiming before running is what makes an action run at most once: a runner killed after
+        its claim leaves the action ``running`` for an operator to look at, never re-sent.
+        """
+        with self._engine.begin() as connection:
+            claimed = connection.execute(
+                sa.update(ACTIONS)
+                .where(ACTIONS.c.id == action_id, ACTIONS.c.status == "pending")
+                .values(status="running", attempts=ACTIONS.c.attempts + 1, updated_at=utcnow())
+            ).rowcount
+        return bool(claimed)
+
+    def finish(self, action_id: int, status: str, detail: str | None, audit: AuditEvent) -> None:
+        """Record how an action ended and its audit row, in one transaction."""
+        with self._engine.begin() as connection:
+            connection.execute(
+                sa.update(ACTIONS)
+                .where(ACTIONS.c.id == action_id)
+                .values(status=status, detail=detail, updated_at=utcnow())
+            )
+            write_audit(connection, audit)
+
+    def retry(self, action_id: int) -> ActionInfo:
+        """Put a failed action back to pending, for an operator's explicit retry."""
+        with self._engine.begin() as connection:
+            connection.execute(
+                sa.update(ACTIONS)
+                .where(ACTIONS.c.id == action_id, ACTIONS.c.status == "failed")
+                .values(status="pending", updated_at=utcnow())
+            )
+        return self.get_action(action_id)
+
+    def get_action(self, action_id: int) -> ActionInfo:
+        found = self.actions(action_ids=[action_id])
+        if not found:
+            raise NotFoundError(f"no action {action_id}")
+        return found[0]
+
+    def actions(
+        self,
+        *,
+        item_id: int | None = None,
+        status: str | None = None,
+        action_ids: Sequence[int] | None = None,
+        limit: int = 100,
+    ) -> list[ActionInfo]:
+        query: sa.Select[Any] = sa.select(*ACTIONS.c).order_by(ACTIONS.c.id).limit(limit)
+        if item_id is not None:
+            query = query.where(ACTIONS.c.item_id == item_id)
+        if status is not None:
+            query = query.where(ACTIONS.c.status == status)
+        if action_ids is not None:
+            query = query.where(ACTIONS.c.id.in_(action_ids))
+        with self._reader.connect() as connection:
+            rows = connection.execute(query).all()
+        return [ActionInfo(**row._mapping) for row in rows]
