@@ -166,3 +166,28 @@ def test_signal_route_and_compare(hma: tuple[LiveApi, dict[str, str]]) -> None:
     assert api.client.post("/m/compare", json={"pdq": [pdq, far]}).json() == {
         "pdq": [False, {"distance": 128}]
     }
+
+
+def test_hostile_media_gets_clear_errors(
+    hma: tuple[LiveApi, dict[str, str]], http_server: LocalHttpServer
+) -> None:
+    from fixtures.images import png_header_only, truncated
+
+    api, admin = hma
+    not_image = api.client.post("/h/hash", files={"photo": ("x.jpg", b"<html>", "image/jpeg")})
+    assert not_image.status_code == 415 and "not an image" in not_image.json()["message"]
+    bomb = api.client.post("/h/hash", files={"photo": ("b.png", png_header_only(60000, 60000), "image/png")})
+    assert bomb.status_code == 413
+    cut = api.client.post("/h/hash", files={"photo": ("t.png", truncated(png()), "image/png")})
+    assert cut.status_code == 200 and len(cut.json()["pdq"]) == 64
+    private = api.client.get("/h/hash", params={"url": "http://169.254.169.254/latest/meta-data"})
+    assert private.status_code == 400 and private.json()["error"] == "url_refused"
+    missing = api.client.get("/h/hash", params={"url": http_server.url("/nothing.png")})
+    assert missing.status_code == 502
+    api.client.post("/c/banks", json={"name": "SAFE"}, headers=admin)
+    refused = api.client.post(
+        "/c/bank/SAFE/content", files={"photo": ("x.jpg", b"GIF89a-not-really", "image/gif")}, headers=admin
+    )
+    assert refused.status_code == 415
+    assert api.client.get("/c/bank/SAFE", headers=admin).json()["name"] == "SAFE"
+    assert api.service.banks.counts("SAFE") == {}

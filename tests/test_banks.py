@@ -234,3 +234,44 @@ def _within(seconds: float, condition: Callable[[], bool]) -> bool:
             return True
         time.sleep(0.02)
     return condition()
+
+
+@pytest.mark.postgres
+def test_a_change_committed_late_with_an_older_number_is_not_missed(
+    make_service: Callable[..., Service],
+) -> None:
+    """PostgreSQL hands out sequence numbers at insert time and commits in any order: the
+    follower must wait for the gap to fill instead of skipping past it."""
+    import sqlalchemy as sa
+
+    from mediaguard.store.db import utcnow
+    from mediaguard.store.models import BANK_CHANGES, BANK_CONTENT, BANK_SIGNALS
+
+    service = make_service("postgresql")
+    service.start_index(wait=True)
+    slow = service.banks.create("SLOW")
+    service.banks.create("FAST")
+    late_hash, fast_hash = _flip("0" * 64, 50), _flip("f" * 64, 50)
+    now = utcnow()
+    with service.store.engine.connect() as connection:
+        transaction = connection.begin()
+        content_id = connection.execute(
+            sa.insert(BANK_CONTENT)
+            .values(bank_id=slow.id, metadata={}, enabled=True, source="api", created_at=now, updated_at=now)
+            .returning(BANK_CONTENT.c.id)
+        ).scalar_one()
+        signal_id = connection.execute(
+            sa.insert(BANK_SIGNALS)
+            .values(content_id=content_id, bank_id=slow.id, signal_type="pdq", value=late_hash, created_at=now)
+            .returning(BANK_SIGNALS.c.id)
+        ).scalar_one()
+        connection.execute(
+            sa.insert(BANK_CHANGES).values(
+                bank_id=slow.id, first_signal_id=signal_id, last_signal_id=signal_id, created_at=now
+            )
+        )
+        # Meanwhile another change takes a later number and commits first.
+        service.banks.add_content("FAST", {"pdq": fast_hash})
+        assert service.match({"pdq": fast_hash})
+        transaction.commit()
+    assert _within(1.0, lambda: bool(service.match({"pdq": late_hash})))

@@ -90,3 +90,58 @@ def test_fetch_errors_are_clear(db: Path, tmp_path: Path) -> None:
     assert "MEDIAGUARD_NCMEC_CREDENTIALS" in no_credentials.stderr
     unknown = run(["banks", "import", "NOPE", str(tmp_path / "x.txt")], db)
     assert unknown.returncode == 2
+
+
+def test_a_running_server_sees_hashes_another_process_imports(db: Path, tmp_path: Path) -> None:
+    """Two real processes on one database: `mediaguard serve`, and the CLI importing a list."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from fixtures.servers import unused_tcp_port
+
+    port = unused_tcp_port()
+    env = {
+        **os.environ,
+        "MEDIAGUARD_DATABASE_URL": f"sqlite:///{db}",
+        "MEDIAGUARD_PORT": str(port),
+        "MEDIAGUARD_LOG_LEVEL": "WARNING",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mediaguard", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/status", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        else:
+            pytest.fail("mediaguard serve did not become ready")
+        near = f"{(0b111 << 253) | 1:064x}"  # three bits from the first imported hash
+        lookup = {"signal_type": "pdq", "signal": near}
+        assert httpx.get(f"{base}/m/lookup", params=lookup).json() == {}
+        listing = tmp_path / "list.txt"
+        listing.write_text("".join(f"pdq {pdq(i)}\n" for i in range(1, 1001)))
+        assert run(["banks", "create", "LIVE"], db).returncode == 0
+        assert run(["banks", "import", "LIVE", str(listing)], db).returncode == 0
+        imported_at = time.monotonic()
+        while True:
+            found = httpx.get(f"{base}/m/lookup", params=lookup).json()
+            if found or time.monotonic() - imported_at > 1.0:
+                break
+            time.sleep(0.02)
+        assert found["LIVE"][0]["distance"] == "3"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
