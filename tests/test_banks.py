@@ -275,3 +275,41 @@ def test_a_change_committed_late_with_an_older_number_is_not_missed(
         assert service.match({"pdq": fast_hash})
         transaction.commit()
     assert _within(1.0, lambda: bool(service.match({"pdq": late_hash})))
+
+
+def test_exchange_batches_replace_records_and_follow_removals(service: Service) -> None:
+    """What NCMEC-style exchanges send: records keyed by an id, replaced whole or deleted."""
+    from mediaguard.banks.admin import FetchTotals
+    from mediaguard.banks.exchanges import FetchBatch, HashUpdate
+
+    service.banks.create("FEED", category="child_protection")
+    totals = FetchTotals()
+    first = FetchBatch(
+        updates=[
+            HashUpdate("pdq", "a" * 64, {"classification": "A1"}, source_id="esp-1"),
+            HashUpdate("md5", "b" * 32, {"classification": "A1"}, source_id="esp-1"),
+            HashUpdate("pdq", "c" * 64, {"classification": "B1"}, source_id="esp-2"),
+            HashUpdate("sha1", "d" * 40, {}),
+        ],
+        checkpoint="{}",
+    )
+    service.banks.apply_batch("FEED", "ncmec", first, totals)
+    assert service.banks.counts("FEED") == {"pdq": 2, "md5": 1, "sha1": 1}
+    [record] = [c for c in service.banks.list_content("FEED") if "md5" in c.signals]
+    assert record.signals == {"pdq": "a" * 64, "md5": "b" * 32}
+    # esp-1 comes again with one hash only, esp-2 is deleted, the plain hash is withdrawn.
+    second = FetchBatch(
+        updates=[
+            HashUpdate("pdq", "e" * 64, {"classification": "A2"}, source_id="esp-1"),
+            HashUpdate("sha1", "d" * 40, None),
+        ],
+        checkpoint="{}",
+        removed_source_ids=["esp-2"],
+    )
+    service.banks.apply_batch("FEED", "ncmec", second, totals)
+    assert service.banks.counts("FEED") == {"pdq": 1}
+    [remaining] = service.banks.list_content("FEED")
+    assert remaining.signals == {"pdq": "e" * 64} and remaining.metadata == {"classification": "A2"}
+    assert service.match({"pdq": "a" * 64}) == [] and service.match({"pdq": "c" * 64}) == []
+    assert [m.content_id for m in service.match({"pdq": "e" * 64})] == [remaining.id]
+    assert (totals.added, totals.removed) == (5, 4)

@@ -32,7 +32,7 @@ _EDITABLE = frozenset(
 
 
 @dataclass
-class _Totals:
+class FetchTotals:
     added: int = 0
     duplicates: int = 0
     removed: int = 0
@@ -216,6 +216,8 @@ class BankAdmin:
             added += result.added
             duplicates += result.duplicates
             batches += 1
+            if batches & (batches - 1) == 0:  # the bank doubled: let the planner know
+                self._banks.analyze()
         self._audit(
             actor,
             "bank.import",
@@ -268,7 +270,7 @@ class BankAdmin:
         bank = self._banks.get(name)
         if bank.exchange is None:
             raise InvalidInputError(f"bank {name!r} has no exchange configured")
-        totals = _Totals()
+        totals = FetchTotals()
         sent: set[tuple[str, str]] | None = None
         for batch in fetch(
             bank.exchange,
@@ -278,14 +280,15 @@ class BankAdmin:
         ):
             if batch.restart:
                 sent = set()
-            self._apply(name, bank.exchange, batch, totals)
+            self.apply_batch(name, bank.exchange, batch, totals)
             if sent is not None:
                 sent.update(
                     (u.signal_type, u.value) for u in batch.updates if u.metadata is not None
                 )
             self._banks.save_checkpoint(name, batch.checkpoint)
             totals.batches += 1
-            self._follower.sync()
+            if totals.batches & (totals.batches - 1) == 0:
+                self._banks.analyze()
         if sent is not None:
             stale = [key for key in self._banks.iter_source(name, bank.exchange) if key not in sent]
             totals.removed += self._banks.remove_signals(name, stale)
@@ -303,7 +306,8 @@ class BankAdmin:
             batches=totals.batches,
         )
 
-    def _apply(self, name: str, source: str, batch: FetchBatch, totals: _Totals) -> None:
+    def apply_batch(self, name: str, source: str, batch: FetchBatch, totals: FetchTotals) -> None:
+        """Apply one batch of an exchange to a bank: additions, removals, replaced records."""
         if batch.removed_source_ids:
             totals.removed += self._banks.remove_external(name, batch.removed_source_ids)
         keyed: dict[str, list[HashUpdate]] = {}
@@ -331,6 +335,7 @@ class BankAdmin:
             totals.duplicates += result.duplicates
         if removals:
             totals.removed += self._banks.remove_signals(name, removals)
+        self._follower.sync()
 
     def _audit(
         self, actor: str, event: str, bank: str, *, details: Mapping[str, Any] | None = None

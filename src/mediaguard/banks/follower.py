@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
+import numpy.typing as npt
 import structlog
 
 from mediaguard.banks.pdq_index import PdqIndex
@@ -103,12 +104,14 @@ class IndexFollower:
         minute back, so a transaction committing late with an older number is replayed too."""
         with self._lock:
             position = self._banks.last_change(before=utcnow() - LATE_COMMIT)
-            ids: list[int] = []
-            hashes: list[str] = []
+            # Batches become arrays at once: 10M hashes as hex strings would take gigabytes.
+            id_parts: list[npt.NDArray[np.int64]] = [np.empty(0, dtype=np.int64)]
+            hash_parts: list[npt.NDArray[np.uint8]] = [np.empty((0, 32), dtype=np.uint8)]
             for batch in self._banks.matchable_pdq():
-                ids.extend(signal_id for signal_id, _ in batch)
-                hashes.extend(value for _, value in batch)
-            self.index = PdqIndex.build(np.asarray(ids, dtype=np.int64), hashes)
+                id_parts.append(np.fromiter((i for i, _ in batch), np.int64, len(batch)))
+                raw = bytes.fromhex("".join(value for _, value in batch))
+                hash_parts.append(np.frombuffer(raw, dtype=np.uint8).reshape(-1, 32))
+            self.index = PdqIndex.build(np.concatenate(id_parts), np.concatenate(hash_parts))
             self._position = position
             self._applied.clear()
             self._gap_seen_at = None

@@ -122,6 +122,64 @@ def _bank_from_row(row: Any) -> BankInfo:
     )
 
 
+def _fresh(
+    contents: Sequence[NewContent], known: set[tuple[str, str]]
+) -> tuple[list[tuple[NewContent, list[NewSignal]]], int]:
+    """Each content with its hashes not yet in the bank (nor earlier in the batch), and how
+    many were dropped as duplicates; contents left with none are dropped."""
+    kept: list[tuple[NewContent, list[NewSignal]]] = []
+    duplicates = 0
+    for content in contents:
+        fresh = []
+        for signal in content.signals:
+            key = (signal.signal_type, signal.value)
+            if key in known:
+                duplicates += 1
+                continue
+            known.add(key)
+            fresh.append(signal)
+        if fresh:
+            kept.append((content, fresh))
+    return kept, duplicates
+
+
+def _by_hash(
+    bank_id: int, pairs: Iterable[tuple[str, str]], columns: Sequence[sa.ColumnElement[Any]]
+) -> Iterator[sa.Select[Any]]:
+    """Selects of ``columns`` for a bank's hashes among ``pairs`` (signal_type, value): one
+    per type and chunk, each an index range scan (a row-value IN is not, on PostgreSQL)."""
+    by_type: dict[str, list[str]] = {}
+    for signal_type, value in pairs:
+        by_type.setdefault(signal_type, []).append(value)
+    for signal_type, values in by_type.items():
+        for start in range(0, len(values), _CHUNK):
+            yield sa.select(*columns).where(
+                BANK_SIGNALS.c.bank_id == bank_id,
+                BANK_SIGNALS.c.signal_type == signal_type,
+                BANK_SIGNALS.c.value.in_(values[start : start + _CHUNK]),
+            )
+
+
+def _allocate_ids(connection: sa.Connection, table: sa.Table, count: int) -> list[int]:
+    """``count`` primary keys for ``table``, reserved for this transaction.
+
+    PostgreSQL draws them from the column's sequence; SQLite continues after the largest id,
+    which is safe because the caller holds the database's write lock (``_locked_bank``).
+    """
+    if count == 0:
+        return []
+    if connection.dialect.name == "postgresql":
+        rows = connection.execute(
+            sa.text(
+                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
+            ),
+            {"table": table.name, "n": count},
+        )
+        return [int(row[0]) for row in rows]
+    start = int(connection.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0) + 1
+    return list(range(start, start + count))
+
+
 def _hit(row: Sequence[Any]) -> SignalHit:
     return SignalHit(*row)
 
@@ -288,105 +346,72 @@ class BankRepository:
         now = utcnow()
         with self._engine.begin() as connection:
             bank = self._locked_bank(connection, bank_name)
-            known = self._known(connection, bank.id, contents)
-            created: list[ContentInfo] = []
-            duplicates = 0
-            pdq_ids: list[int] = []
+            kept, duplicates = _fresh(contents, self._known(connection, bank.id, contents))
+            if not kept:
+                return [], AddResult(added=0, duplicates=duplicates)
+            # Ids are taken up front so both tables load with plain multi-row inserts.
+            content_ids = _allocate_ids(connection, BANK_CONTENT, len(kept))
+            signal_ids = _allocate_ids(connection, BANK_SIGNALS, sum(len(f) for _, f in kept))
+            content_rows: list[dict[str, Any]] = []
             signal_rows: list[dict[str, Any]] = []
-            kept: list[tuple[NewContent, list[NewSignal]]] = []
-            for content in contents:
-                fresh = []
-                for signal in content.signals:
-                    key = (signal.signal_type, signal.value)
-                    if key in known:
-                        duplicates += 1
-                        continue
-                    known.add(key)
-                    fresh.append(signal)
-                if fresh:
-                    kept.append((content, fresh))
-            if kept:
-                content_ids = (
-                    connection.execute(
-                        sa.insert(BANK_CONTENT).returning(
-                            BANK_CONTENT.c.id, sort_by_parameter_order=True
-                        ),
-                        [
-                            {
-                                "bank_id": bank.id,
-                                "note": content.note,
-                                "metadata": dict(content.metadata),
-                                "enabled": True,
-                                "source": source,
-                                "media_url": content.media_url,
-                                "created_at": now,
-                                "updated_at": now,
-                            }
-                            for content, _ in kept
-                        ],
-                    )
-                    .scalars()
-                    .all()
+            created: list[ContentInfo] = []
+            next_signal = iter(signal_ids)
+            for content_id, (content, fresh) in zip(content_ids, kept, strict=True):
+                content_rows.append(
+                    {
+                        "id": content_id,
+                        "bank_id": bank.id,
+                        "note": content.note,
+                        "metadata": dict(content.metadata),
+                        "enabled": True,
+                        "source": source,
+                        "external_id": content.external_id,
+                        "media_url": content.media_url,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
                 )
-                for content_id, (_, fresh) in zip(content_ids, kept, strict=True):
-                    for signal in fresh:
-                        signal_rows.append(
-                            {
-                                "content_id": content_id,
-                                "bank_id": bank.id,
-                                "signal_type": signal.signal_type,
-                                "value": signal.value,
-                                "quality": signal.quality,
-                                "created_at": now,
-                            }
-                        )
-                inserted = connection.execute(
-                    sa.insert(BANK_SIGNALS).returning(
-                        BANK_SIGNALS.c.id,
-                        BANK_SIGNALS.c.signal_type,
-                        sort_by_parameter_order=True,
-                    ),
-                    signal_rows,
-                ).all()
-                pdq_ids = [row[0] for row in inserted if row[1] == "pdq"]
-                self._log_changes(connection, bank.id, pdq_ids)
-                by_content: dict[int, dict[str, str]] = {}
-                for row, values in zip(inserted, signal_rows, strict=True):
-                    by_content.setdefault(values["content_id"], {})[row[1]] = values["value"]
-                for content_id, (content, _) in zip(content_ids, kept, strict=True):
-                    created.append(
-                        ContentInfo(
-                            id=content_id,
-                            bank=bank.name,
-                            note=content.note,
-                            metadata=dict(content.metadata),
-                            enabled=True,
-                            source=source,
-                            media_url=content.media_url,
-                            created_at=now,
-                            updated_at=now,
-                            signals=by_content.get(content_id, {}),
-                        )
+                for signal in fresh:
+                    signal_rows.append(
+                        {
+                            "id": next(next_signal),
+                            "content_id": content_id,
+                            "bank_id": bank.id,
+                            "signal_type": signal.signal_type,
+                            "value": signal.value,
+                            "quality": signal.quality,
+                            "created_at": now,
+                        }
                     )
+                created.append(
+                    ContentInfo(
+                        id=content_id,
+                        bank=bank.name,
+                        note=content.note,
+                        metadata=dict(content.metadata),
+                        enabled=True,
+                        source=source,
+                        media_url=content.media_url,
+                        created_at=now,
+                        updated_at=now,
+                        signals={signal.signal_type: signal.value for signal in fresh},
+                    )
+                )
+            connection.execute(sa.insert(BANK_CONTENT), content_rows)
+            connection.execute(sa.insert(BANK_SIGNALS), signal_rows)
+            pdq_ids = [row["id"] for row in signal_rows if row["signal_type"] == "pdq"]
+            self._log_changes(connection, bank.id, pdq_ids)
         return created, AddResult(added=len(signal_rows), duplicates=duplicates)
 
     def remove_signals(self, bank_name: str, signals: Iterable[tuple[str, str]]) -> int:
         """Remove hashes (signal_type, value) from a bank, with their content when it is left
         with none. Unknown hashes are ignored. Returns how many hashes were removed."""
         removed = 0
-        wanted = list(signals)
         with self._engine.begin() as connection:
             bank = self._locked_bank(connection, bank_name)
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start : start + _CHUNK]
-                rows = connection.execute(
-                    sa.select(
-                        BANK_SIGNALS.c.id, BANK_SIGNALS.c.content_id, BANK_SIGNALS.c.signal_type
-                    ).where(
-                        BANK_SIGNALS.c.bank_id == bank.id,
-                        sa.tuple_(BANK_SIGNALS.c.signal_type, BANK_SIGNALS.c.value).in_(chunk),
-                    )
-                ).all()
+            columns = (BANK_SIGNALS.c.id, BANK_SIGNALS.c.content_id, BANK_SIGNALS.c.signal_type)
+            for query in _by_hash(bank.id, signals, columns):
+                rows = connection.execute(query).all()
                 if not rows:
                     continue
                 ids = [row[0] for row in rows]
@@ -614,23 +639,39 @@ class BankRepository:
     def matchable_pdq(
         self, *, first: int = 0, last: int | None = None, batch: int = 100_000
     ) -> Iterator[list[tuple[int, str]]]:
-        """(signal id, hash) of every PDQ hash good enough to match, in batches by id."""
-        after = first - 1
-        while True:
+        """(signal id, hash) of every PDQ hash good enough to match, in batches by id.
+
+        Batches are primary-key ranges, so each is one range scan whatever the planner thinks
+        of the other conditions (an index on signal_type would sort the whole table per batch).
+        """
+        if last is None:
+            with self._reader.connect() as connection:
+                last = int(
+                    connection.execute(sa.select(sa.func.max(BANK_SIGNALS.c.id))).scalar() or 0
+                )
+        low = first
+        while low <= last:
+            high = min(low + batch - 1, last)
             query = (
                 sa.select(BANK_SIGNALS.c.id, BANK_SIGNALS.c.value)
-                .where(_MATCHABLE_PDQ, BANK_SIGNALS.c.id > after)
+                .where(BANK_SIGNALS.c.id.between(low, high), _MATCHABLE_PDQ)
                 .order_by(BANK_SIGNALS.c.id)
-                .limit(batch)
             )
-            if last is not None:
-                query = query.where(BANK_SIGNALS.c.id <= last)
             with self._reader.connect() as connection:
                 rows = [(int(row[0]), str(row[1])) for row in connection.execute(query)]
-            if not rows:
-                return
-            yield rows
-            after = rows[-1][0]
+            if rows:
+                yield rows
+            low = high + 1
+
+    def analyze(self) -> None:
+        """Refresh PostgreSQL's statistics of the bank tables. A bulk load into a fresh table
+        otherwise keeps the planner on its empty-table estimates (scanning the whole bank for
+        every duplicate check) until autovacuum catches up. SQLite needs nothing."""
+        if self._engine.dialect.name != "postgresql":
+            return
+        with self._engine.begin() as connection:
+            for table in (BANK_CONTENT, BANK_SIGNALS):
+                connection.exec_driver_sql(f"ANALYZE {table.name}")
 
     def prune_changes(self, before: datetime) -> int:
         with self._engine.begin() as connection:
@@ -643,9 +684,17 @@ class BankRepository:
     # internals
 
     def _locked_bank(self, connection: sa.Connection, name: str) -> BankInfo:
+        """The bank, locked until the transaction ends: writers to one bank take turns.
+
+        On SQLite a no-op write takes the database's write lock up front, which also makes
+        ``_allocate_ids`` safe there."""
         query = sa.select(*_BANK_COLUMNS).where(BANKS.c.name == name)
         if connection.dialect.name == "postgresql":
             query = query.with_for_update()
+        else:
+            connection.execute(
+                sa.update(BANKS).where(BANKS.c.name == name).values(name=BANKS.c.name)
+            )
         row = connection.execute(query).first()
         if row is None:
             raise NotFoundError(f"no bank named {name!r}")
@@ -654,17 +703,11 @@ class BankRepository:
     def _known(
         self, connection: sa.Connection, bank_id: int, contents: Sequence[NewContent]
     ) -> set[tuple[str, str]]:
-        wanted = list({(s.signal_type, s.value) for c in contents for s in c.signals})
+        wanted = {(s.signal_type, s.value) for c in contents for s in c.signals}
         known: set[tuple[str, str]] = set()
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
-            rows = connection.execute(
-                sa.select(BANK_SIGNALS.c.signal_type, BANK_SIGNALS.c.value).where(
-                    BANK_SIGNALS.c.bank_id == bank_id,
-                    sa.tuple_(BANK_SIGNALS.c.signal_type, BANK_SIGNALS.c.value).in_(chunk),
-                )
-            ).all()
-            known.update((row[0], row[1]) for row in rows)
+        columns = (BANK_SIGNALS.c.signal_type, BANK_SIGNALS.c.value)
+        for query in _by_hash(bank_id, wanted, columns):
+            known.update((row[0], row[1]) for row in connection.execute(query))
         return known
 
     def _log_changes(self, connection: sa.Connection, bank_id: int, ids: Iterable[int]) -> None:
