@@ -89,14 +89,14 @@ async def _hash_request(request: Request, service: Service, *, get: bool) -> Med
 
 
 async def _lookup_all(request: Request, service: Service, hashes: MediaHashes) -> Response:
-    banks = _banks_param(request)
-    answer: dict[str, Any] = {}
-    for signal_type, value in hashes_json(hashes).items():
-        quality = hashes.pdq.quality if signal_type == "pdq" and hashes.pdq else None
-        matches = await run_in_threadpool(
-            service.match, {signal_type: value}, pdq_quality=quality, banks=banks
-        )
-        answer[signal_type] = _by_bank(matches)
+    quality = hashes.pdq.quality if hashes.pdq else None
+    matches = await run_in_threadpool(
+        service.match, hashes.signals(), pdq_quality=quality, banks=_banks_param(request)
+    )
+    answer: dict[str, Any] = {
+        signal_type: _by_bank([m for m in matches if m.signal_type == signal_type])
+        for signal_type in hashes.signals()
+    }
     selected = request.query_params.get("signal_type")
     if selected:
         return JSONResponse(answer.get(selected, {}))
