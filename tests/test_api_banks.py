@@ -189,3 +189,22 @@ def test_checks_act_once_and_show_in_actions_and_audit(
     assert {e["actor"] for e in audit} == {"wiki"} and len(audit) == 4
     bad = api.client.post("/v1/checks", params={"sha256": "nothex"}, headers=client)
     assert bad.status_code == 400
+
+
+def test_an_import_is_all_or_nothing(
+    staff: tuple[LiveApi, dict[str, str], dict[str, str], dict[str, str]],
+) -> None:
+    api, admin, *_ = staff
+    api.client.post("/v1/banks", json={"name": "ATOMIC"}, headers=admin)
+    good = "".join(f"md5 {i:032x}\n" for i in range(1, 12_001))  # more than two import batches
+    late_error = api.client.post(
+        "/v1/banks/ATOMIC/import", content=(good + "md5 xyz\n").encode(), headers=admin
+    )
+    assert late_error.status_code == 400 and "line 12001" in late_error.json()["detail"]
+    not_utf8 = api.client.post(
+        "/v1/banks/ATOMIC/import", content=good.encode() + b"md5 \xff\xfe\n", headers=admin
+    )
+    assert not_utf8.status_code == 400 and "UTF-8" in not_utf8.json()["detail"]
+    assert api.client.get("/v1/banks/ATOMIC", headers=admin).json()["hashes"] == {}
+    imported = api.client.post("/v1/banks/ATOMIC/import", content=good.encode(), headers=admin)
+    assert imported.json()["added"] == 12_000

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated, BinaryIO
 
 import typer
 
-from mediaguard.banks.formats import (
-    ImportStats,
-    detect_format,
-    read_hash_list,
-    write_csv,
-    write_text,
-)
+from mediaguard.banks.formats import detect_format, write_csv, write_text
 from mediaguard.config import NsfwMode, Settings, load_settings
 from mediaguard.errors import InvalidInputError, MediaguardError, MediaTooLargeError
 from mediaguard.logs import configure_logging, get_logger
@@ -253,18 +249,17 @@ def banks_import(
     fmt = format or detect_format(str(path))
     if fmt not in ("text", "csv"):
         raise typer.BadParameter("--format must be text or csv")
-    stats = ImportStats()
     with _service(load_settings()) as service:
         try:
-            with _open_text(path) as stream:
-                records = read_hash_list(
+            with _open_bytes(path) as stream:
+                result, stats = service.banks.import_list(
+                    name,
                     stream,
                     fmt,  # type: ignore[arg-type]
                     signal_type=signal_type,
                     on_error="skip" if skip_errors else "raise",
-                    stats=stats,
+                    actor="cli",
                 )
-                result = service.banks.import_records(name, records, actor="cli")
         except MediaguardError as exc:
             raise _fail(exc) from None
     typer.echo(
@@ -312,12 +307,16 @@ def banks_fetch(name: Annotated[str, typer.Argument(help="A bank with an exchang
 
 
 @contextmanager
-def _open_text(path: Path) -> Iterator[TextIO]:
+def _open_bytes(path: Path) -> Iterator[BinaryIO]:
+    """The list as a seekable byte stream; standard input is spooled first."""
     if str(path) == "-":
-        yield sys.stdin
+        with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
+            shutil.copyfileobj(sys.stdin.buffer, spool)
+            spool.seek(0)
+            yield spool  # type: ignore[misc]
         return
     try:
-        stream = path.open(encoding="utf-8-sig", newline="")
+        stream = path.open("rb")
     except OSError as exc:
         raise InvalidInputError(f"cannot read {path}: {exc.strerror}") from None
     with stream:

@@ -3,7 +3,6 @@ reading needs `admin` or `reviewer` (bank contents are sensitive)."""
 
 from __future__ import annotations
 
-import io
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime
@@ -15,10 +14,9 @@ from pydantic import BaseModel, Field
 from starlette.responses import StreamingResponse
 
 from mediaguard.api.deps import get_service, require
-from mediaguard.api.intake import read_body, read_media
-from mediaguard.banks.admin import ImportResult
-from mediaguard.banks.formats import ImportStats, read_hash_list, write_csv, write_text
-from mediaguard.errors import InvalidInputError
+from mediaguard.api.intake import read_media
+from mediaguard.banks.formats import write_csv, write_text
+from mediaguard.errors import InvalidInputError, MediaTooLargeError
 from mediaguard.policy import bank_actions
 from mediaguard.service import Service
 from mediaguard.signals.pdq import DEFAULT_THRESHOLD
@@ -291,20 +289,25 @@ async def import_list(
 ) -> ImportOut:
     """Import a hash list sent as the body: text (`<type> <hash>` or `<hash>` lines) or CSV."""
     await run_in_threadpool(service.banks.get, name)
-    body = await read_body(request, MAX_IMPORT_BYTES)
-    stats = ImportStats()
-
-    def run() -> ImportResult:
-        try:
-            stream = io.StringIO(body.decode("utf-8-sig"))
-        except UnicodeDecodeError as exc:
-            raise InvalidInputError(f"the list is not UTF-8 text: {exc}") from None
-        records = read_hash_list(
-            stream, format, signal_type=signal_type, on_error=on_error, stats=stats
+    # Spooled to disk past a few MiB: a list can be hundreds of megabytes.
+    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_IMPORT_BYTES:
+                raise MediaTooLargeError(f"the list passed the limit of {MAX_IMPORT_BYTES} bytes")
+            spool.write(chunk)
+        spool.seek(0)
+        result, stats = await run_in_threadpool(
+            lambda: service.banks.import_list(
+                name,
+                spool,  # type: ignore[arg-type]
+                format,
+                signal_type=signal_type,
+                on_error=on_error,
+                actor=token.name,
+            )
         )
-        return service.banks.import_records(name, records, actor=token.name)
-
-    result = await run_in_threadpool(run)
     return ImportOut(
         added=result.added,
         duplicates=result.duplicates,

@@ -42,10 +42,6 @@ def bank_json(bank: BankInfo) -> dict[str, Any]:
     }
 
 
-def hashes_json(hashes: MediaHashes) -> dict[str, str]:
-    return hashes.signals()
-
-
 def _by_bank(matches: list[BankMatch]) -> dict[str, list[dict[str, Any]]]:
     grouped: dict[str, list[dict[str, Any]]] = {}
     for match in matches:
@@ -108,12 +104,12 @@ async def _lookup_all(request: Request, service: Service, hashes: MediaHashes) -
 
 @router.get("/h/hash", dependencies=[Depends(scoring_access)], summary="Hash a URL's image")
 async def hash_get(request: Request, service: Service = Depends(get_service)) -> Response:
-    return JSONResponse(hashes_json(await _hash_request(request, service, get=True)))
+    return JSONResponse((await _hash_request(request, service, get=True)).signals())
 
 
 @router.post("/h/hash", dependencies=[Depends(scoring_access)], summary="Hash an uploaded image")
 async def hash_post(request: Request, service: Service = Depends(get_service)) -> Response:
-    return JSONResponse(hashes_json(await _hash_request(request, service, get=False)))
+    return JSONResponse((await _hash_request(request, service, get=False)).signals())
 
 
 # matching

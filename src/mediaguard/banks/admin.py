@@ -4,15 +4,16 @@ interval)."""
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, BinaryIO
 
 from mediaguard.banks.exchanges import ExchangeCredentials, FetchBatch, HashUpdate, fetch
 from mediaguard.banks.follower import IndexFollower
-from mediaguard.banks.formats import HashRecord
+from mediaguard.banks.formats import Format, HashRecord, ImportStats, OnError, read_hash_list
 from mediaguard.banks.hashes import normalize_hash
 from mediaguard.errors import InvalidInputError
 from mediaguard.policy import ACTION_NAMES, CATEGORIES
@@ -45,6 +46,24 @@ class ImportResult:
     duplicates: int
     removed: int = 0
     batches: int = 0
+
+
+def _read_list(
+    source: BinaryIO,
+    fmt: Format,
+    signal_type: str | None,
+    on_error: OnError,
+    stats: ImportStats,
+) -> Iterator[HashRecord]:
+    text = io.TextIOWrapper(source, encoding="utf-8-sig", newline="")
+    try:
+        yield from read_hash_list(
+            text, fmt, signal_type=signal_type, on_error=on_error, stats=stats
+        )
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"the list is not UTF-8 text: {exc}") from None
+    finally:
+        text.detach()  # the caller owns the byte stream
 
 
 def check_bank_name(name: str) -> str:
@@ -190,6 +209,28 @@ class BankAdmin:
             media_url=media_url,
             actor=actor,
         )
+
+    def import_list(
+        self,
+        name: str,
+        source: BinaryIO,
+        fmt: Format,
+        *,
+        signal_type: str | None = None,
+        on_error: OnError = "raise",
+        actor: str = "system",
+    ) -> tuple[ImportResult, ImportStats]:
+        """Import a text or CSV list from a seekable byte stream, all or nothing.
+
+        The list is read once to check it and again to import it: a bad line (unless
+        ``on_error="skip"``) or bytes that are not UTF-8 leave the bank as it was."""
+        self._banks.get(name)
+        stats = ImportStats()
+        for _ in _read_list(source, fmt, signal_type, on_error, stats):
+            pass
+        source.seek(0)
+        records = _read_list(source, fmt, signal_type, on_error, ImportStats())
+        return self.import_records(name, records, actor=actor), stats
 
     def import_records(
         self,
