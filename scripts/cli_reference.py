@@ -17,6 +17,14 @@ COMMANDS = [
     ["tokens", "create"],
     ["tokens", "list"],
     ["tokens", "revoke"],
+    ["banks"],
+    ["banks", "list"],
+    ["banks", "create"],
+    ["banks", "import"],
+    ["banks", "export"],
+    ["banks", "fetch"],
+    ["worker"],
+    ["backfill"],
 ]
 
 

@@ -6,4 +6,7 @@ pytest_plugins = [
     "fixtures.images",
     "fixtures.service",
     "fixtures.smtp",
+    "fixtures.redis_server",
+    "fixtures.tcp_proxy",
+    "fixtures.browser",
 ]

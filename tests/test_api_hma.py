@@ -87,7 +87,10 @@ def test_bad_requests_get_clear_errors(hma: tuple[LiveApi, dict[str, str]]) -> N
     assert bad_hash.status_code == 400 and "pdq" in bad_hash.json()["message"]
     unknown = api.client.post("/c/bank/B/signal", json={"tmk": "ab"}, headers=admin)
     assert unknown.status_code == 400
-    assert api.client.post("/c/bank/NOPE/signal", json={"md5": "a" * 32}, headers=admin).status_code == 404
+    assert (
+        api.client.post("/c/bank/NOPE/signal", json={"md5": "a" * 32}, headers=admin).status_code
+        == 404
+    )
     raw = api.client.get("/m/raw_lookup", params={"signal_type": "pdq", "signal": "short"})
     assert raw.status_code == 400
     assert api.client.get("/m/lookup").status_code == 400
@@ -145,7 +148,9 @@ def test_hash_lookup_and_content_by_image(
 
     removed = api.client.delete(f"/c/bank/TEST_BANK/content/{content_id}", headers=admin)
     assert removed.json() == {"deleted": 4}
-    assert api.client.get("/m/raw_lookup", params={"signal_type": "pdq", "signal": hashed["pdq"]}).json() == {"matches": []}
+    assert api.client.get(
+        "/m/raw_lookup", params={"signal_type": "pdq", "signal": hashed["pdq"]}
+    ).json() == {"matches": []}
 
 
 def test_signal_route_and_compare(hma: tuple[LiveApi, dict[str, str]]) -> None:
@@ -154,7 +159,10 @@ def test_signal_route_and_compare(hma: tuple[LiveApi, dict[str, str]]) -> None:
     pdq = "f" * 32 + "0" * 32
     added = api.client.post("/c/bank/HASHES/signal", json={"pdq": pdq.upper()}, headers=admin)
     assert added.json()["signals"] == {"pdq": pdq}
-    assert api.client.post("/c/bank/HASHES/signal", json={"pdq": pdq}, headers=admin).status_code == 409
+    assert (
+        api.client.post("/c/bank/HASHES/signal", json={"pdq": pdq}, headers=admin).status_code
+        == 409
+    )
     near = "e" + "f" * 31 + "0" * 32  # one bit away
     found = api.client.get("/m/lookup", params={"signal_type": "pdq", "signal": near}).json()
     assert found == {
@@ -176,7 +184,9 @@ def test_hostile_media_gets_clear_errors(
     api, admin = hma
     not_image = api.client.post("/h/hash", files={"photo": ("x.jpg", b"<html>", "image/jpeg")})
     assert not_image.status_code == 415 and "not an image" in not_image.json()["message"]
-    bomb = api.client.post("/h/hash", files={"photo": ("b.png", png_header_only(60000, 60000), "image/png")})
+    bomb = api.client.post(
+        "/h/hash", files={"photo": ("b.png", png_header_only(60000, 60000), "image/png")}
+    )
     assert bomb.status_code == 413
     cut = api.client.post("/h/hash", files={"photo": ("t.png", truncated(png()), "image/png")})
     assert cut.status_code == 200 and len(cut.json()["pdq"]) == 64
@@ -186,7 +196,9 @@ def test_hostile_media_gets_clear_errors(
     assert missing.status_code == 502
     api.client.post("/c/banks", json={"name": "SAFE"}, headers=admin)
     refused = api.client.post(
-        "/c/bank/SAFE/content", files={"photo": ("x.jpg", b"GIF89a-not-really", "image/gif")}, headers=admin
+        "/c/bank/SAFE/content",
+        files={"photo": ("x.jpg", b"GIF89a-not-really", "image/gif")},
+        headers=admin,
     )
     assert refused.status_code == 415
     assert api.client.get("/c/bank/SAFE", headers=admin).json()["name"] == "SAFE"

@@ -257,12 +257,25 @@ def test_a_change_committed_late_with_an_older_number_is_not_missed(
         transaction = connection.begin()
         content_id = connection.execute(
             sa.insert(BANK_CONTENT)
-            .values(bank_id=slow.id, metadata={}, enabled=True, source="api", created_at=now, updated_at=now)
+            .values(
+                bank_id=slow.id,
+                metadata={},
+                enabled=True,
+                source="api",
+                created_at=now,
+                updated_at=now,
+            )
             .returning(BANK_CONTENT.c.id)
         ).scalar_one()
         signal_id = connection.execute(
             sa.insert(BANK_SIGNALS)
-            .values(content_id=content_id, bank_id=slow.id, signal_type="pdq", value=late_hash, created_at=now)
+            .values(
+                content_id=content_id,
+                bank_id=slow.id,
+                signal_type="pdq",
+                value=late_hash,
+                created_at=now,
+            )
             .returning(BANK_SIGNALS.c.id)
         ).scalar_one()
         connection.execute(

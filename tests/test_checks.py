@@ -12,7 +12,9 @@ import pytest
 from mediaguard.actions.webhook import verify_signature
 from mediaguard.service import Service
 
-from fixtures.images import encode, photo, transformed_copies
+from fixtures.actions import acting_service
+from fixtures.actions import bank_photo as banked_photo
+from fixtures.images import photo, transformed_copies
 from fixtures.servers import LocalHttpServer
 from fixtures.smtp import SmtpTestServer
 
@@ -34,29 +36,22 @@ def make_checker(
     http_server: LocalHttpServer,
 ) -> Callable[..., Service]:
     def make(**overrides: object) -> Service:
-        settings: dict[str, object] = {
-            "smtp_host": "127.0.0.1",
-            "smtp_port": smtp_server.port,
-            "notify_recipients": RECIPIENTS,
-            "takedown_webhook_url": http_server.url("/takedown"),
-            "takedown_webhook_secret": SECRET,
-            "webhook_backoff": 0.01,
-            "webhook_attempts": 3,
-        }
-        settings.update(overrides)
-        service = make_service(backend, **settings)
-        service.start_index(wait=True)
-        return service
+        settings: dict[str, object] = {"webhook_attempts": 3, **overrides}
+        return acting_service(
+            make_service,
+            backend,
+            smtp_server,
+            http_server,
+            secret=SECRET,
+            recipients=RECIPIENTS,
+            **settings,
+        )
 
     return make
 
 
 def bank_photo(service: Service, bank: str, category: str, name: str = "chelsea.png") -> None:
-    service.banks.create(bank, category=category)
-    hashes = service.hash_bytes(encode(photo(name).convert("RGB"), "PNG", compress_level=1))
-    service.banks.add_content(
-        bank, hashes.signals(), quality=100, metadata={"list": "shared", "case": "4711"}
-    )
+    banked_photo(service, bank, category, name, metadata={"list": "shared", "case": "4711"})
 
 
 def copy_of(name: str = "chelsea.png", transform: str = "jpeg-q50") -> bytes:

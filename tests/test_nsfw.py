@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -218,3 +220,46 @@ def test_onnxruntime_fallback_agrees_with_openvino() -> None:
         ]
     )
     assert np.allclose(openvino_model.run(batch), fallback.run(batch), atol=1e-6)
+
+
+SIGNAL_AFTER_RELEASE = """
+import ctypes, faulthandler, gc, os, signal, sys
+
+from mediaguard.signals.nsfw_model import OpenVinoModel, load_model
+
+
+class stack_t(ctypes.Structure):
+    _fields_ = [("sp", ctypes.c_void_p), ("flags", ctypes.c_int), ("size", ctypes.c_size_t)]
+
+
+def signal_stack() -> tuple[int, int, int]:
+    current = stack_t()
+    assert ctypes.CDLL(None).sigaltstack(None, ctypes.byref(current)) == 0
+    return (current.sp or 0, current.flags, current.size)
+
+
+faulthandler.enable()  # gives this thread a signal stack, as pytest and `python -X` do
+before = signal_stack()
+first, second = load_model("exact"), load_model("fast")
+assert isinstance(first, OpenVinoModel) and isinstance(second, OpenVinoModel)
+del first
+gc.collect()
+del second
+gc.collect()
+assert signal_stack() == before, (signal_stack(), before)
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack layout is Linux's")
+def test_releasing_models_keeps_the_signal_stack_so_ctrl_c_works() -> None:
+    """OpenVINO's CPU plugin swaps the compiling thread's signal stack and, when two models are
+    released in compile order, leaves it on freed memory: the next Ctrl-C was a SIGSEGV."""
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNAL_AFTER_RELEASE], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "interrupted"

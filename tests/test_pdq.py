@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable
 from functools import cache
 
 import numpy as np
+import numpy.typing as npt
+import pdqhash
 import pytest
 from PIL import Image
 from threatexchange.signal_type.pdq.pdq_hasher import pdq_from_bytes
 
 from mediaguard.media.decode import decode
+from mediaguard.signals import pdq_fast
 from mediaguard.signals.pdq import (
     DEFAULT_THRESHOLD,
     MIN_MATCH_QUALITY,
@@ -199,3 +203,157 @@ def test_hamming_distance_rejects_malformed_input(malformed: str) -> None:
         hamming_distance(malformed, "0" * 64)
     with pytest.raises(ValueError, match="not a PDQ hash"):
         hamming_distance("0" * 64, malformed)
+
+
+# --- pdq_fast: bit for bit pdqhash.compute ------------------------------------------------------
+
+# (width, height): the smallest hashable, thin, around the 64 x 64 special case (taken as it is,
+# no filter), odd sizes on either side of a window-size step (128 and 512 px), camera sizes.
+EXACT_SIZES = (
+    (5, 5), (7, 300), (300, 7), (63, 64), (64, 63), (64, 64), (65, 65), (127, 129), (257, 255),
+    (511, 513), (640, 480), (1152, 864), (2000, 1500),
+)  # fmt: skip
+# 12 MP, upscaled: a colour photo and the grey one.
+LARGE_PHOTOS = ("astronaut.png", "camera.png")
+NOISE_SEEDS = range(50)
+
+
+def rgb_pixels(name: str, size: tuple[int, int] | None = None) -> npt.NDArray[np.uint8]:
+    image = photo(name).convert("RGB")
+    if size is not None:
+        image = image.resize(size, Image.Resampling.BICUBIC)
+    return np.asarray(image)
+
+
+def assert_same_as_pdqhash(pixels: npt.NDArray[np.uint8]) -> None:
+    """Same hex, same quality, and (hashable sizes) the same float32 DCT coefficients."""
+    peer_bits, peer_quality = pdqhash.compute(pixels)
+    bits, quality = pdq_fast.compute(pixels)
+    peer_hex = np.packbits(np.asarray(peer_bits, dtype=np.uint8)).tobytes().hex()
+    assert (pdq_fast.hash_bits(bits), quality) == (peer_hex, peer_quality), pixels.shape
+    if min(pixels.shape[:2]) >= 5:
+        peer_float, _ = pdqhash.compute_float(pixels)
+        ours_float, _ = pdq_fast.compute_float(pixels)
+        assert ours_float.dtype == np.float32
+        np.testing.assert_array_equal(ours_float, peer_float.astype(np.float32))
+
+
+@pytest.mark.parametrize("size", EXACT_SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
+@pytest.mark.parametrize("name", REAL_PHOTOS)
+def test_fast_hash_is_pdqhash_on_resized_photos(name: str, size: tuple[int, int]) -> None:
+    assert_same_as_pdqhash(rgb_pixels(name, size))
+
+
+@pytest.mark.parametrize("name", REAL_PHOTOS)
+def test_fast_hash_is_pdqhash_on_photos_as_they_are(name: str) -> None:
+    assert_same_as_pdqhash(rgb_pixels(name))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", LARGE_PHOTOS)
+def test_fast_hash_is_pdqhash_on_12_megapixels(name: str) -> None:
+    assert_same_as_pdqhash(rgb_pixels(name, (4000, 3000)))
+
+
+@pytest.mark.parametrize("seed", NOISE_SEEDS)
+def test_fast_hash_is_pdqhash_on_noise(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    height, width = (int(side) for side in rng.integers(5, 1501, size=2))
+    noise = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    if seed % 2:  # random walks (mod 256) along rows or columns: structure at every scale
+        noise = np.cumsum(noise, axis=seed % 4 // 2, dtype=np.uint8)
+    assert_same_as_pdqhash(noise)
+
+
+@pytest.mark.parametrize("size", [(5, 5), (64, 64), (65, 65), (640, 480), (1152, 864)])
+@pytest.mark.parametrize(
+    "colour",
+    [(0, 0, 0), (255, 255, 255), (128, 128, 128), (200, 30, 30), (1, 2, 3)],
+    ids=["black", "white", "grey", "red", "near-black"],
+)
+def test_fast_hash_is_pdqhash_on_flat_images(
+    colour: tuple[int, int, int], size: tuple[int, int]
+) -> None:
+    assert_same_as_pdqhash(np.asarray(Image.new("RGB", size, colour)))
+
+
+@pytest.mark.parametrize(
+    "kind", ["gradient", "stripes", "checkerboard", "one-dot", "grey-photo", "grey-photo-shifted"]
+)
+def test_fast_hash_is_pdqhash_on_synthetic_images(kind: str) -> None:
+    height, width = 480, 640
+    y, x = np.mgrid[0:height, 0:width]
+    if kind == "gradient":
+        grey = (x + y) * 255 // (height + width)
+    elif kind == "stripes":
+        grey = np.where(x % 16 < 8, 250, 5)
+    elif kind == "checkerboard":
+        grey = np.where((x // 40 + y // 40) % 2, 255, 0)
+    elif kind == "one-dot":
+        grey = np.where((x == 320) & (y == 240), 255, 0)
+    else:
+        grey = np.asarray(photo("camera.png").resize((width, height)), dtype=np.int64)
+        grey = grey + (3 if kind == "grey-photo-shifted" else 0)
+    grey = np.clip(grey, 0, 255).astype(np.uint8)
+    assert_same_as_pdqhash(np.ascontiguousarray(np.stack([grey] * 3, axis=-1)))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (4, 4), (4, 300), (300, 4), (2, 2)])
+def test_fast_hash_of_tiny_images_is_zero(size: tuple[int, int]) -> None:
+    pixels = np.asarray(Image.new("RGB", size, (10, 200, 30)))
+    assert_same_as_pdqhash(pixels)
+    bits, quality = pdq_fast.compute(pixels)
+    assert (pdq_fast.hash_bits(bits), quality) == ("0" * 64, 0)
+
+
+def test_empty_image_hashes_with_zero_quality() -> None:
+    """pdqhash raises IndexError on an image without pixels; here it is a tiny image."""
+    assert pdq_hash(Image.new("RGB", (0, 0))) == PdqHash(hex="0" * 64, quality=0)
+    with pytest.raises(ValueError, match="empty"):
+        pdq_fast.compute_float(np.zeros((0, 8, 3), dtype=np.uint8))
+
+
+def test_fast_hash_takes_strided_views() -> None:
+    pixels = rgb_pixels("chelsea.png")
+    view = pixels[::2, ::-3]
+    assert not view.flags.c_contiguous
+    assert pdq_fast.hash_bits(pdq_fast.compute(view)[0]) == pdq_fast.hash_bits(
+        pdq_fast.compute(view.copy())[0]
+    )
+    assert_same_as_pdqhash(view)
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [((64, 64), np.uint8), ((64, 64, 4), np.uint8), ((64, 64, 1), np.uint8), ((64, 64, 3), float)],
+)
+def test_fast_hash_rejects_non_rgb_arrays(shape: tuple[int, ...], dtype: type) -> None:
+    with pytest.raises(ValueError, match="uint8 RGB array"):
+        pdq_fast.compute(np.zeros(shape, dtype=dtype))
+
+
+def test_fast_hash_gives_the_same_hashes_in_parallel_threads() -> None:
+    """The compiled code releases the GIL: threads hashing at once must not disturb each other."""
+    images = [rgb_pixels(name, (700 + 13 * i, 500 + 7 * i)) for i, name in enumerate(REAL_PHOTOS)]
+    expected = [pdq_fast.hash_bits(pdq_fast.compute(image)[0]) for image in images]
+    results: dict[tuple[int, int], str] = {}
+
+    def work(worker: int) -> None:
+        for _ in range(3):
+            for i, image in enumerate(images):
+                results[worker, i] = pdq_fast.hash_bits(pdq_fast.compute(image)[0])
+
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(results[worker, i] == expected[i] for worker in range(4) for i in range(len(images)))
+
+
+@pytest.mark.parametrize("name", REAL_PHOTOS)
+def test_pdq_hash_is_pdqhash_of_the_rgb_pixels(name: str) -> None:
+    image = photo(name)
+    peer_bits, peer_quality = pdqhash.compute(np.asarray(to_rgb(image)))
+    peer_hex = np.packbits(np.asarray(peer_bits, dtype=np.uint8)).tobytes().hex()
+    assert pdq_hash(image) == PdqHash(hex=peer_hex, quality=peer_quality)

@@ -7,8 +7,10 @@ nothing more: that is what keeps a re-scan from e-mailing twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mediaguard.actions.runner import ActionRunner
 from mediaguard.banks.matcher import BankMatch, Matcher
@@ -56,18 +58,31 @@ class Checker:
         media_url: str | None = None,
         actor: str = "system",
     ) -> CheckResult:
-        pdq = hashes.pdq
         item = self._store.items.upsert(
-            platform_id=platform_id,
-            sha256=hashes.sha256,
-            sha1=hashes.sha1,
-            md5=hashes.md5,
-            pdq=pdq.hex if pdq else None,
-            pdq_quality=pdq.quality if pdq else None,
-            media_url=media_url,
+            platform_id=platform_id, media_url=media_url, **hashes.item_fields()
         )
+        return self._check(item, hashes, actor, item_fields=None)
+
+    def check_item(
+        self, item: ItemInfo, hashes: MediaHashes, *, actor: str = "system"
+    ) -> CheckResult:
+        """Match an item on ``hashes``, record them on it, and act on what is new."""
+        fields = hashes.item_fields()
+        item = dataclasses.replace(item, **fields)  # what the actions report
+        return self._check(item, hashes, actor, item_fields=fields)
+
+    def _check(
+        self,
+        item: ItemInfo,
+        hashes: MediaHashes,
+        actor: str,
+        *,
+        item_fields: Mapping[str, Any] | None,
+    ) -> CheckResult:
+        pdq = hashes.pdq
         matches = self._matcher.match(hashes.signals(), pdq_quality=pdq.quality if pdq else None)
-        return self._act(item, matches, [_record(m) for m in _closest_per_bank(matches)], actor)
+        records = [_record(m) for m in _closest_per_bank(matches)]
+        return self._act(item, matches, records, actor, item_fields=item_fields)
 
     def check_known(
         self,
@@ -83,12 +98,26 @@ class Checker:
         item = self._store.items.upsert(
             platform_id=platform_id, sha256=sha256, sha1=sha1, media_url=media_url
         )
-        signals = {"sha256": sha256, **({"sha1": sha1} if sha1 else {})}
+        matches, records = self._known(sha256=sha256, sha1=sha1)
+        return self._act(item, matches, records, actor)
+
+    def act_on_known(self, item: ItemInfo, *, sha1: str, actor: str = "system") -> CheckResult:
+        """Before an upload is fetched: act on its SHA-1 if that is already a known match. An
+        item with no known match is left as it is for the full check."""
+        matches, records = self._known(sha1=sha1)
+        if not records:
+            return CheckResult(item, [], [], [])
+        return self._act(item, matches, records, actor)
+
+    def _known(
+        self, *, sha256: str | None = None, sha1: str | None = None
+    ) -> tuple[list[BankMatch], list[MatchRecord]]:
+        signals = {k: v for k, v in (("sha256", sha256), ("sha1", sha1)) if v}
         matches = self._matcher.match(signals)
         records = {m.bank_id: m for m in map(_record, _closest_per_bank(matches))}
         for known in self._store.items.known_matches(sha1=sha1, sha256=sha256):
             records.setdefault(known.bank_id, known)
-        return self._act(item, matches, list(records.values()), actor)
+        return matches, list(records.values())
 
     def retry(self, action_id: int, *, actor: str = "system") -> ActionInfo:
         """Run a failed action once more."""
@@ -105,6 +134,8 @@ class Checker:
         matches: Sequence[BankMatch],
         records: Sequence[MatchRecord],
         actor: str,
+        *,
+        item_fields: Mapping[str, Any] | None = None,
     ) -> CheckResult:
         banks = {bank.id: bank for bank in self._store.banks.all()}
         planned = [
@@ -117,8 +148,13 @@ class Checker:
                 auto_takedown=self._settings.auto_takedown,
             )
         ]
-        new_matches, new_actions = self._store.items.record_check(item.id, records, planned)
+        new_matches, new_actions = self._store.items.record_check(
+            item.id, records, planned, item_fields=item_fields
+        )
         by_bank = {record.bank_id: record for record in records}
+        if any(action.bank_id not in by_bank for action in new_actions):  # left by a dead run
+            for known in self._store.items.matches(item.id):
+                by_bank.setdefault(known.bank_id, known)
         metadata = {m.bank_id: m.metadata for m in reversed(matches)}
         done = self._runner.run(item, new_actions, by_bank, metadata, actor=actor)
         return CheckResult(self._store.items.get(item.id), list(matches), new_matches, done)

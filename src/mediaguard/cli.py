@@ -30,7 +30,9 @@ tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 banks_app = typer.Typer(help="Hash banks: create, import, export, fetch.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tokens_app, name="tokens")
+terms_app = typer.Typer(help="Sensitive-term list and item re-evaluation.", no_args_is_help=True)
 app.add_typer(banks_app, name="banks")
+app.add_typer(terms_app, name="terms")
 
 CHUNK = 32  # sources read into memory at once by `score`
 
@@ -72,13 +74,38 @@ def serve(
             "serving", url=f"http://{host}:{port}", nsfw_mode=settings.nsfw_mode
         )
         uvicorn.run(
-            create_app(service),
+            create_app(service, jobs=True),
             host=host,
             port=port,
             log_config=None,
             access_log=False,
             server_header=False,
         )
+
+
+@app.command()
+def worker(
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, help="Threads taking items off the queue.")
+    ] = 4,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve this process's /metrics on this port (0.0.0.0)."),
+    ] = None,
+) -> None:
+    """Process queued uploads until SIGTERM (finishes the items in hand) or SIGINT. Run one per
+    machine with MEDIAGUARD_REDIS_URL set; each also sweeps expired leases and lost messages."""
+    from prometheus_client import start_http_server
+
+    from mediaguard.jobs.worker import run_worker
+
+    settings = load_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    embedded = settings.database_url.startswith("sqlite")
+    with _service(settings, migrate=embedded) as service:
+        if metrics_port is not None:
+            start_http_server(metrics_port, registry=service.metrics.registry)
+        run_worker(service, workers=workers)
 
 
 @app.command()
@@ -306,6 +333,57 @@ def banks_fetch(name: Annotated[str, typer.Argument(help="A bank with an exchang
     )
 
 
+@terms_app.command("status")
+def terms_status(
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
+) -> None:
+    """The list in force and how far re-evaluating the items against it got."""
+    with _service(load_settings()) as service:
+        status = service.terms.status()
+    fields = {
+        "version": status.version,
+        "terms": status.terms,
+        "source": status.source,
+        "loaded_at": status.loaded_at.isoformat() if status.loaded_at else None,
+        "relabelled": status.relabelled,
+        "items_to_relabel": status.stale,
+        "finished_at": status.finished_at.isoformat() if status.finished_at else None,
+    }
+    if json_out:
+        typer.echo(json.dumps(fields))
+    else:
+        for name, value in fields.items():
+            typer.echo(f"{name}\t{value if value is not None else '-'}")
+
+
+@terms_app.command("relabel")
+def terms_relabel(
+    progress: Annotated[bool, typer.Option(help="A progress bar on stderr (on a terminal)")] = True,
+) -> None:
+    """Load the configured list, then re-evaluate every item against it, to the end. Resumes
+    where an interrupted run (or a worker) stopped; workers do the same in the background."""
+    from rich.progress import Progress
+
+    settings = load_settings()
+    configure_logging("WARNING", json=settings.log_json)
+    with _service(settings, migrate=settings.database_url.startswith("sqlite")) as service:
+        current = service.terms.load()
+        if current is None:
+            typer.echo("no term list: set MEDIAGUARD_SENSITIVE_TERMS_FILE or _URL", err=True)
+            raise typer.Exit(code=2)
+        total = service.terms.status().stale
+        with Progress(disable=not (progress and sys.stderr.isatty())) as bar:
+            task = bar.add_task("relabelling", total=total)
+            while service.terms.relabel(budget=1.0):
+                bar.update(task, completed=total - service.terms.status().stale)
+            bar.update(task, completed=total)
+        status = service.terms.status()
+    if status.stale:
+        typer.echo(f"{status.stale} items left: another process holds the re-evaluation", err=True)
+        raise typer.Exit(code=1)
+    typer.echo(f"{status.terms} terms (version {status.version[:12]}); every item labelled")
+
+
 @contextmanager
 def _open_bytes(path: Path) -> Iterator[BinaryIO]:
     """The list as a seekable byte stream; standard input is spooled first."""
@@ -321,6 +399,69 @@ def _open_bytes(path: Path) -> Iterator[BinaryIO]:
         raise InvalidInputError(f"cannot read {path}: {exc.strerror}") from None
     with stream:
         yield stream
+
+
+@app.command()
+def backfill(
+    source: Annotated[Path, typer.Argument(help="A URL list, a directory, or a JSON-lines export")],
+    format: Annotated[
+        str, typer.Option(help="auto, urls or jsonl (auto: .jsonl/.ndjson are JSON lines)")
+    ] = "auto",
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Entries submitted between checkpoints")
+    ] = 100,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Checkpoint file (default: <SOURCE>.checkpoint)")
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Ignore and overwrite the checkpoint")
+    ] = False,
+    rate: Annotated[
+        float | None, typer.Option(min=0.001, help="At most this many entries a second")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Write nothing; count what would happen")
+    ] = False,
+    rescan_older_than: Annotated[
+        str | None,
+        typer.Option(help="Requeue items processed before this ISO date or time (UTC if no zone)"),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=0, help="Also process the items here with N workers (0: only submit)")
+    ] = 0,
+    progress: Annotated[bool, typer.Option(help="A progress bar on stderr (on a terminal)")] = True,
+    json_summary: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON object")
+    ] = False,
+) -> None:
+    """Submit the files a platform already has to the upload pipeline, resumably."""
+    from mediaguard.jobs import backfill as job
+
+    try:
+        source_format = job.parse_format(format)
+    except ValueError:
+        raise typer.BadParameter("--format must be auto, urls or jsonl") from None
+    try:
+        since = job.parse_when(rescan_older_than) if rescan_older_than else None
+    except ValueError:
+        raise typer.BadParameter("--rescan-older-than must be an ISO date or time") from None
+    options = job.BackfillOptions(
+        source=source,
+        format=source_format,
+        batch_size=batch_size,
+        checkpoint=checkpoint,
+        restart=restart,
+        rate=rate,
+        dry_run=dry_run,
+        rescan_older_than=since,
+        workers=workers,
+        progress=progress,
+        json=json_summary,
+    )
+    settings = load_settings()
+    configure_logging("WARNING", json=settings.log_json)
+    code = job.run_command(options, settings, lambda: _service(settings))
+    raise typer.Exit(code=code)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -78,6 +78,86 @@ class Settings(BaseSettings):
         description="How often each process applies bank changes to its PDQ index, seconds.",
     )
 
+    nsfw_threshold: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="NSFW score at or above which an item is labelled `sensitive_image`.",
+    )
+
+    # sensitive metadata, search and review
+    sensitive_terms_file: str | None = Field(
+        None,
+        description="File of sensitive terms: one term or phrase per line, `#` comments.",
+    )
+    sensitive_terms_url: str | None = Field(
+        None, description="URL of the sensitive-term list (fetched through the guarded fetcher)."
+    )
+    terms_refresh_interval: float = Field(
+        60.0,
+        ge=0,
+        description="How often worker processes re-read the term list, seconds; a changed list "
+        "re-evaluates every item in the background (0: only `mediaguard terms relabel`).",
+    )
+    report_rate_limit: int = Field(
+        20, ge=1, description="Reports one client (token or address) may file per hour."
+    )
+    review_lock_seconds: float = Field(
+        300.0, gt=0, description="How long a reviewer holds an item before others get it."
+    )
+    search_max_page_size: int = Field(
+        50, ge=1, le=500, description="Largest `page_size` of `GET /v1/search`."
+    )
+
+    # upload pipeline
+    redis_url: str | None = Field(
+        None,
+        description="Redis queue for `mediaguard worker` processes on any machine (unset: a "
+        "SQLite queue file beside the database, for one machine).",
+    )
+    queue_path: str | None = Field(
+        None,
+        description="SQLite queue file when no Redis is set (default: `<database>-queue.db` "
+        "beside a SQLite database, else `mediaguard-queue.db`).",
+    )
+    serve_workers: int | None = Field(
+        None,
+        ge=0,
+        description="Worker threads `mediaguard serve` runs in-process (default: 2 on the SQLite "
+        "queue, 0 with Redis, where `mediaguard worker` does the work).",
+    )
+    queue_poll_interval: float = Field(
+        0.05, gt=0, le=5, description="How often an idle worker polls the SQLite queue, seconds."
+    )
+    lease_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="How long a worker holds an item; an item whose lease expired is re-queued.",
+    )
+    sweep_interval: float = Field(
+        2.0, gt=0, description="How often each worker process sweeps leases and retries, seconds."
+    )
+    requeue_after: float = Field(
+        600.0,
+        gt=0,
+        description="A queued item not picked up this long (seconds) is enqueued again, in case "
+        "its message was lost; sooner whenever the queue is empty.",
+    )
+    max_attempts: int = Field(
+        5, ge=1, le=50, description="Attempts at an item before it is `failed`."
+    )
+    retry_backoff: float = Field(
+        2.0, gt=0, description="First retry delay of a transient failure, seconds (doubles)."
+    )
+    retry_backoff_max: float = Field(600.0, gt=0, description="Longest retry delay, seconds.")
+
+    bank_refresh_interval: float = Field(
+        3600.0,
+        ge=0,
+        description="Worker processes fetch each bank's exchange this often, seconds (0: only "
+        "`mediaguard banks fetch`).",
+    )
+
     # actions
     auto_takedown: bool = Field(
         False,

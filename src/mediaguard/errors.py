@@ -33,12 +33,18 @@ class MediaguardError(Exception):
 
     code = "internal"
     status = 500
+    # Worth another attempt later (a timeout, an upstream 5xx, a database that is down).
+    transient = False
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, transient: bool | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        if transient is not None:
+            self.transient = transient
 
     def to_dict(self) -> dict[str, str]:
         return {"error": self.code, "detail": self.message}
@@ -85,11 +91,15 @@ class UrlRefusedError(FetchError):
 class FetchTimeoutError(FetchError):
     code = "fetch_timeout"
     status = 504
+    transient = True
 
 
 class FetchFailedError(FetchError):
+    """Connection errors and upstream 5xx are transient; a refused redirect or a 404 is not."""
+
     code = "fetch_failed"
     status = 502
+    transient = True
 
 
 class AuthenticationError(MediaguardError):
@@ -112,9 +122,27 @@ class ConflictError(MediaguardError):
     status = 409
 
 
+class RateLimitedError(MediaguardError):
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NotReadyError(MediaguardError):
     code = "not_ready"
     status = 503
+    transient = True
+
+
+class ServiceUnavailableError(MediaguardError):
+    """A dependency (the database) did not answer; nothing was stored."""
+
+    code = "unavailable"
+    status = 503
+    transient = True
 
 
 def http_status(error: MediaguardError) -> int:

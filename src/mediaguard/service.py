@@ -1,8 +1,9 @@
-"""The core: the CLI, the API and (later) the workers all call these methods.
+"""The core: the CLI, the API and the workers all call these methods.
 
-Scoring reads as a pipeline: ``_fetch`` -> digests -> the store (a hit ends here) -> ``_decode``
--> ``_extract`` -> the store. Matching: ``_fetch`` -> ``_decode`` -> every hash -> the banks ->
-policy -> actions (``checks.Checker``). Banks are curated through ``service.banks``.
+Scoring reads as a pipeline: ``fetch_bytes`` -> digests -> the store (a hit ends here) ->
+``_decode`` -> ``_extract`` -> the store. Matching: ``fetch_bytes`` -> ``_decode`` -> every hash ->
+the banks -> policy -> actions (``checks.Checker``). Banks are curated through
+``service.banks``; uploads go through ``service.pipeline`` (intake, processing, the sweeper).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from mediaguard.banks.admin import BankAdmin
 from mediaguard.banks.exchanges import ExchangeCredentials
 from mediaguard.banks.follower import IndexFollower, IndexStatus
 from mediaguard.banks.matcher import BankMatch, Matcher
+from mediaguard.catalogue import Catalogue
 from mediaguard.checks import Checker, CheckResult
 from mediaguard.config import NsfwMode, Settings
 from mediaguard.errors import (
@@ -36,10 +38,18 @@ from mediaguard.errors import (
     NotReadyError,
     TooManyItemsError,
 )
+from mediaguard.jobs.terms import TermKeeper
 from mediaguard.media.decode import DecodedMedia, decode
 from mediaguard.media.fetch import FetchPolicy, GuardedFetcher
 from mediaguard.metrics import Metrics
-from mediaguard.signals.digests import compute_digests, parse_digest, sha1_hex_to_base36
+from mediaguard.pipeline import Pipeline
+from mediaguard.review import Review
+from mediaguard.signals.digests import (
+    ContentDigests,
+    compute_digests,
+    parse_digest,
+    sha1_hex_to_base36,
+)
 from mediaguard.signals.hashes import MediaHashes, hash_media
 from mediaguard.signals.nsfw import MODEL_NAME, NsfwSignal
 from mediaguard.store import Role, Store, StoredScore, TokenInfo
@@ -130,10 +140,17 @@ class Service:
         self.banks = BankAdmin(store, self.follower)
         self.actions = ActionRunner(settings, store.items)
         self.checker = Checker(settings, store, self.matcher, self.actions)
+        self.pipeline = Pipeline(self)
+        self.terms = TermKeeper(
+            settings, store.terms, fetcher, self.metrics, owner=self.pipeline.owner
+        )
+        self.catalogue = Catalogue(settings, store, self.metrics)
+        self.review = Review(settings, store, self.metrics)
         self.metrics.pdq_index_hashes.set_function(lambda: len(self.follower.index))
         self.metrics.pdq_index_sync_age.set_function(
             lambda: self.follower.status().seconds_since_sync or 0.0
         )
+        self.metrics.watch_queue(store.media.stats, self.pipeline.queued_messages)
 
     # -- models ----------------------------------------------------------------------------
 
@@ -155,6 +172,14 @@ class Service:
                     self._models[mode] = signal
         return signal
 
+    def warm_up(self) -> str:
+        """Compile the PDQ hasher and load the model, so no request waits for either; the model
+        version. Readiness waits for this."""
+        from mediaguard.signals import pdq_fast
+
+        pdq_fast.warm_up()
+        return self.nsfw().version
+
     def model_loaded(self, mode: NsfwMode | None = None) -> bool:
         return (mode or self.settings.nsfw_mode) in self._models
 
@@ -172,7 +197,7 @@ class Service:
         return step if isinstance(step, ScoreResult) else self._finish([step], signal)[0]
 
     def score_url(self, url: str, *, mode: NsfwMode | None = None) -> ScoreResult:
-        return self.score_bytes(self._fetch(url), mode=mode, source=url)
+        return self.score_bytes(self.fetch_bytes(url), mode=mode, source=url)
 
     def score_many(
         self, items: Sequence[bytes | str], *, mode: NsfwMode | None = None
@@ -190,7 +215,7 @@ class Service:
     ) -> ScoreResult | _InFlight | MediaguardError:
         try:
             if isinstance(item, str):
-                return self._start(self._fetch(item), signal, item)
+                return self._start(self.fetch_bytes(item), signal, item)
             return self._start(item, signal, None)
         except MediaguardError as exc:
             return exc
@@ -199,32 +224,30 @@ class Service:
         self, content: bytes, signal: NsfwSignal, source: str | None
     ) -> ScoreResult | _InFlight:
         """Limits, digests and the store; on a miss, decode and queue the tensor for the model."""
-        self._check_size(content)
-        digests = compute_digests(content)
-        stored = self.store.scores.get(digests.sha256, signal.version)
-        self.metrics.store_lookups.labels("hit" if stored else "miss").inc()
+        digests, stored = self.stored_score(content, signal)
         if stored is not None:
             return ScoreResult.from_stored(stored, cached=True, source=source)
         started = time.perf_counter()
         with self._decode_slots:
-            media = self._decode(content, signal)
+            media = self._decode(content, signal.draft_size)
             tensor = signal.preprocess(media)
         return _InFlight(
-            StoredScore(
-                sha256=digests.sha256,
-                sha1=digests.sha1,
-                model=MODEL_NAME,
-                model_version=signal.version,
-                score=math.nan,
-                width=media.width,
-                height=media.height,
-                media_format=media.media_format,
-                created_at=datetime.now(UTC),
-            ),
+            _score_row(media, digests, signal, math.nan),
             source,
             started,
             signal.submit_tensor(tensor),
         )
+
+    def stored_score(
+        self, content: bytes, signal: NsfwSignal
+    ) -> tuple[ContentDigests, StoredScore | None]:
+        """The size limit, the digests, and the score the store holds for this content and
+        model version, if any."""
+        self.check_size(content)
+        digests = compute_digests(content)
+        stored = self.store.scores.get(digests.sha256, signal.version)
+        self.metrics.store_lookups.labels("hit" if stored else "miss").inc()
+        return digests, stored
 
     def _finish(self, in_flight: list[_InFlight], signal: NsfwSignal) -> list[ScoreResult]:
         """Wait for the model's answers and store them."""
@@ -242,37 +265,53 @@ class Service:
             for row, item in zip(stored, in_flight, strict=True)
         ]
 
-    def _fetch(self, url: str) -> bytes:
+    def fetch_bytes(self, url: str) -> bytes:
         try:
             return self.fetcher.fetch(url).content
         except MediaguardError as exc:
             self.metrics.fetch_failures.labels(exc.code).inc()
             raise
 
-    def _decode(self, content: bytes, signal: NsfwSignal) -> DecodedMedia:
+    def _decode(self, content: bytes, draft: tuple[int, int] | None = None) -> DecodedMedia:
         try:
-            return decode(
-                content, max_pixels=self.settings.max_image_pixels, draft=signal.draft_size
-            )
+            return decode(content, max_pixels=self.settings.max_image_pixels, draft=draft)
         except MediaError as exc:
             self.metrics.decode_failures.labels(exc.code).inc()
             raise
+
+    def decode_for_signals(
+        self, content: bytes, digests: ContentDigests, signal: NsfwSignal | None
+    ) -> tuple[DecodedMedia, MediaHashes, np.ndarray | None]:
+        """One full decode for every signal: the hashes, and ``signal``'s input when given."""
+        with self._decode_slots:
+            media = self._decode(content)
+            hashes = hash_media(media, digests)
+            tensor = signal.preprocess(media) if signal else None
+        return media, hashes, tensor
+
+    def score_row(
+        self,
+        media: DecodedMedia,
+        digests: ContentDigests,
+        signal: NsfwSignal,
+        probabilities: Future[np.ndarray],
+    ) -> StoredScore:
+        """Wait for the model's answer for one image: the row the store keeps (the caller
+        stores it, e.g. with ``store.scores.put_in`` inside its own transaction)."""
+        score = signal.score_of(probabilities.result())
+        self.metrics.images_scored.labels(signal.mode).inc()
+        return _score_row(media, digests, signal, score)
 
     # -- hashing and matching ---------------------------------------------------------------
 
     def hash_bytes(self, content: bytes) -> MediaHashes:
         """Every hash of an image: digests of the bytes, PDQ of its one full decode."""
-        self._check_size(content)
+        self.check_size(content)
         with self._decode_slots:
-            try:
-                media = decode(content, max_pixels=self.settings.max_image_pixels)
-            except MediaError as exc:
-                self.metrics.decode_failures.labels(exc.code).inc()
-                raise
-            return hash_media(media)
+            return hash_media(self._decode(content))
 
     def hash_url(self, url: str) -> MediaHashes:
-        return self.hash_bytes(self._fetch(url))
+        return self.hash_bytes(self.fetch_bytes(url))
 
     def match(
         self,
@@ -300,7 +339,7 @@ class Service:
 
     def check_url(self, url: str, *, platform_id: str = "", actor: str = "system") -> CheckResult:
         return self.check_bytes(
-            self._fetch(url), platform_id=platform_id, media_url=url, actor=actor
+            self.fetch_bytes(url), platform_id=platform_id, media_url=url, actor=actor
         )
 
     def check_digest(
@@ -312,13 +351,13 @@ class Service:
         media_url: str | None = None,
         actor: str = "system",
     ) -> CheckResult:
-        return self._counted(
+        return self.count_check(
             self.checker.check_known(
                 sha256=sha256, sha1=sha1, platform_id=platform_id, media_url=media_url, actor=actor
             )
         )
 
-    def _counted(self, result: CheckResult) -> CheckResult:
+    def count_check(self, result: CheckResult) -> CheckResult:
         self.metrics.checks.labels(result.item.match_status or "unknown").inc()
         for match in result.new_matches:
             self.metrics.new_matches.labels(match.category, match.signal_type).inc()
@@ -349,7 +388,7 @@ class Service:
             }
         )
 
-    def _check_size(self, content: bytes) -> None:
+    def check_size(self, content: bytes) -> None:
         limit = self.settings.max_image_bytes
         if len(content) > limit:
             self.metrics.decode_failures.labels("media_too_large").inc()
@@ -426,6 +465,22 @@ class Service:
                 signal.close()
         self.fetcher.close()
         self.store.close()
+
+
+def _score_row(
+    media: DecodedMedia, digests: ContentDigests, signal: NsfwSignal, score: float
+) -> StoredScore:
+    return StoredScore(
+        sha256=digests.sha256,
+        sha1=digests.sha1,
+        model=MODEL_NAME,
+        model_version=signal.version,
+        score=score,
+        width=media.width,
+        height=media.height,
+        media_format=media.media_format,
+        created_at=datetime.now(UTC),
+    )
 
 
 def build_service(settings: Settings, *, migrate: bool = False) -> Service:

@@ -19,5 +19,4 @@ class ActionError(MediaguardError):
     status = 502
 
     def __init__(self, message: str, *, transient: bool) -> None:
-        super().__init__(message)
-        self.transient = transient
+        super().__init__(message, transient=transient)

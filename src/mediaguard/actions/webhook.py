@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from mediaguard.actions import ActionError
+from mediaguard.media.fetch import upstream_failure_is_transient
 
 __all__ = [
     "DELIVERY_HEADER",
@@ -43,7 +44,6 @@ SIGNATURE_HEADER = "X-Mediaguard-Signature"
 DELIVERY_HEADER = "X-Mediaguard-Delivery"
 USER_AGENT = "mediaguard"
 
-_RETRYABLE_4XX = frozenset({408, 429})
 _MAX_EXPONENT = 32  # keeps backoff * 2**n a finite float whatever the attempt count
 
 
@@ -122,7 +122,7 @@ def deliver(
     """POST ``payload`` until a 2xx, a permanent failure or the last attempt.
 
     Raises :class:`ActionError`, transient if the last failure was retryable (connection error,
-    timeout, 5xx, 408, 429). Redirects are not followed: a 3xx is a permanent failure.
+    timeout, 5xx, 408, 425, 429). Redirects are not followed: a 3xx is a permanent failure.
     """
     body = encode_payload(payload)
     http = client if client is not None else httpx.Client(trust_env=False, timeout=config.timeout)
@@ -178,7 +178,7 @@ def _attempt(
         return _Failure(f"{type(error).__name__}: {error}", retryable=True)
     if 200 <= status < 300:
         return status
-    if 500 <= status < 600 or status in _RETRYABLE_4XX:
+    if upstream_failure_is_transient(status):
         return _Failure(f"HTTP {status}", retryable=True, retry_after=_seconds(retry_after))
     return _Failure(f"HTTP {status}", retryable=False)
 

@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field
 from starlette.responses import StreamingResponse
 
 from mediaguard.api.deps import get_service, require
-from mediaguard.api.intake import read_media
+from mediaguard.api.intake import read_media, stream_body
 from mediaguard.banks.formats import write_csv, write_text
-from mediaguard.errors import InvalidInputError, MediaTooLargeError
+from mediaguard.errors import InvalidInputError
 from mediaguard.policy import bank_actions
 from mediaguard.service import Service
 from mediaguard.signals.pdq import DEFAULT_THRESHOLD
@@ -291,11 +291,7 @@ async def import_list(
     await run_in_threadpool(service.banks.get, name)
     # Spooled to disk past a few MiB: a list can be hundreds of megabytes.
     with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_IMPORT_BYTES:
-                raise MediaTooLargeError(f"the list passed the limit of {MAX_IMPORT_BYTES} bytes")
+        async for chunk in stream_body(request, MAX_IMPORT_BYTES):
             spool.write(chunk)
         spool.seek(0)
         result, stats = await run_in_threadpool(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from mediaguard.errors import MediaguardError, http_status
+from mediaguard.errors import MediaguardError, RateLimitedError, http_status
 from mediaguard.logs import get_logger
 
 log = get_logger("mediaguard.api")
@@ -36,6 +37,8 @@ def error_response(request: Request, status: int, code: str, detail: object) -> 
 async def _mediaguard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MediaguardError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if isinstance(exc, RateLimitedError):
+        headers = {"Retry-After": str(exc.retry_after)}
     response = error_response(request, http_status(exc), exc.code, exc.message)
     if headers:
         response.headers.update(headers)
@@ -54,6 +57,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(request, exc.status_code, code, exc.detail)
 
 
+async def _database_error(request: Request, exc: Exception) -> Response:
+    log.warning("database_unavailable", path=request.url.path, error=str(exc).splitlines()[0])
+    return error_response(
+        request, 503, "unavailable", "the database is unavailable; nothing was stored, retry"
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled_error", path=request.url.path)
     return error_response(request, 500, "internal", "internal error; see the service log")
@@ -63,4 +73,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MediaguardError, _mediaguard_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(sa.exc.DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)

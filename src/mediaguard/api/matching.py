@@ -18,7 +18,7 @@ from mediaguard.checks import CheckResult
 from mediaguard.errors import InvalidInputError, MissingInputError
 from mediaguard.service import Service
 from mediaguard.signals.hashes import MediaHashes
-from mediaguard.signals.pdq import DEFAULT_THRESHOLD, hamming_distance
+from mediaguard.signals.pdq import DEFAULT_THRESHOLD, PdqHash, hamming_distance
 from mediaguard.store import TokenInfo
 from mediaguard.store.items import ActionInfo
 
@@ -29,6 +29,10 @@ class PdqOut(BaseModel):
     hash: str
     quality: int
     matchable: bool = Field(description="Quality >= 50: hashes below are never matched.")
+
+    @classmethod
+    def of(cls, pdq: PdqHash) -> PdqOut:
+        return cls(hash=pdq.hex, quality=pdq.quality, matchable=pdq.matchable)
 
 
 class HashesOut(BaseModel):
@@ -46,9 +50,7 @@ class HashesOut(BaseModel):
             sha1=hashes.sha1,
             sha1_base36=hashes.sha1_base36,
             md5=hashes.md5,
-            pdq=None
-            if pdq is None
-            else PdqOut(hash=pdq.hex, quality=pdq.quality, matchable=pdq.matchable),
+            pdq=None if pdq is None else PdqOut.of(pdq),
         )
 
 

@@ -8,6 +8,7 @@ import io
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from itertools import islice
 from typing import Any, BinaryIO
 
@@ -15,13 +16,14 @@ from mediaguard.banks.exchanges import ExchangeCredentials, FetchBatch, HashUpda
 from mediaguard.banks.follower import IndexFollower
 from mediaguard.banks.formats import Format, HashRecord, ImportStats, OnError, read_hash_list
 from mediaguard.banks.hashes import normalize_hash
-from mediaguard.errors import InvalidInputError
+from mediaguard.errors import InvalidInputError, MediaguardError
 from mediaguard.policy import ACTION_NAMES, CATEGORIES
 from mediaguard.signals.hashes import MediaHashes
 from mediaguard.signals.pdq import DEFAULT_THRESHOLD
 from mediaguard.store import Store
 from mediaguard.store.audit import AuditEvent
 from mediaguard.store.banks import AddResult, BankInfo, ContentInfo, NewContent, NewSignal
+from mediaguard.store.db import utcnow
 
 BANK_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 MAX_BANK_NAME = 100
@@ -257,8 +259,7 @@ class BankAdmin:
             added += result.added
             duplicates += result.duplicates
             batches += 1
-            if batches & (batches - 1) == 0:  # the bank doubled: let the planner know
-                self._banks.analyze()
+            self._analyze_as_it_grows(batches)
         self._audit(
             actor,
             "bank.import",
@@ -267,6 +268,12 @@ class BankAdmin:
         )
         self._follower.sync()
         return ImportResult(added=added, duplicates=duplicates, batches=batches)
+
+    def _analyze_as_it_grows(self, batches: int) -> None:
+        """After batch 1, 2, 4, 8...: the bank has doubled, so the planner's statistics (on
+        PostgreSQL, empty-table estimates during a bulk load) are refreshed."""
+        if batches & (batches - 1) == 0:
+            self._banks.analyze()
 
     def remove_content(self, name: str, content_id: int, *, actor: str = "system") -> int:
         removed = self._banks.remove_content(name, content_id)
@@ -299,6 +306,26 @@ class BankAdmin:
 
     # exchanges
 
+    def refresh_due(
+        self, credentials: ExchangeCredentials, interval: float, *, actor: str = "scheduler"
+    ) -> dict[str, ImportResult | Exception]:
+        """Fetch every enabled bank with an exchange not fetched for ``interval`` seconds; each
+        bank's outcome (or error) by name. Several processes may call this: one fetches."""
+        cutoff = utcnow() - timedelta(seconds=interval)
+        outcomes: dict[str, ImportResult | Exception] = {}
+        for bank in self._banks.all():
+            if not bank.enabled or bank.exchange is None:
+                continue
+            if bank.fetched_at is not None and bank.fetched_at >= cutoff:
+                continue
+            if not self._banks.claim_refresh(bank.name, cutoff):
+                continue
+            try:
+                outcomes[bank.name] = self.fetch(bank.name, credentials, actor=actor)
+            except (MediaguardError, ValueError, OSError) as exc:  # the exchange's own errors
+                outcomes[bank.name] = exc
+        return outcomes
+
     def fetch(
         self, name: str, credentials: ExchangeCredentials, *, actor: str = "system"
     ) -> ImportResult:
@@ -328,8 +355,7 @@ class BankAdmin:
                 )
             self._banks.save_checkpoint(name, batch.checkpoint)
             totals.batches += 1
-            if totals.batches & (totals.batches - 1) == 0:
-                self._banks.analyze()
+            self._analyze_as_it_grows(totals.batches)
         if sent is not None:
             stale = [key for key in self._banks.iter_source(name, bank.exchange) if key not in sent]
             totals.removed += self._banks.remove_signals(name, stale)

@@ -39,10 +39,9 @@ class DecodedMedia:
         return self.image.size != (self.width, self.height)
 
 
-def decode(
-    content: bytes, *, max_pixels: int, draft: tuple[int, int] | None = None
-) -> DecodedMedia:
-    """Decode `content`; with `draft`, JPEGs decode at the smallest DCT scale still >= draft."""
+def identify(content: bytes, *, max_pixels: int) -> tuple[Image.Image, str]:
+    """Open `content` from its header alone: the image (not yet loaded) and its format. Refuses
+    what is not an accepted image, or has more than `max_pixels`, without decoding a pixel."""
     if not content:
         raise UnsupportedMediaError("empty body: no image bytes were sent")
     with warnings.catch_warnings():
@@ -53,16 +52,27 @@ def decode(
             raise UnsupportedMediaError("not an image, or an image format not supported") from None
         except _DECODE_ERRORS as exc:
             raise UnsupportedMediaError(f"corrupt image header: {exc}") from None
-        media_format = image.format or "unknown"
-        if media_format not in ACCEPTED_FORMATS:
-            raise UnsupportedMediaError(f"image format {media_format} is not accepted")
-        width, height = image.size
-        if width <= 0 or height <= 0:
-            raise UnsupportedMediaError("image has no pixels")
-        if width * height > max_pixels:
-            raise MediaTooLargeError(
-                f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
-            )
+    media_format = image.format or "unknown"
+    if media_format not in ACCEPTED_FORMATS:
+        raise UnsupportedMediaError(f"image format {media_format} is not accepted")
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise UnsupportedMediaError("image has no pixels")
+    if width * height > max_pixels:
+        raise MediaTooLargeError(
+            f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
+        )
+    return image, media_format
+
+
+def decode(
+    content: bytes, *, max_pixels: int, draft: tuple[int, int] | None = None
+) -> DecodedMedia:
+    """Decode `content`; with `draft`, JPEGs decode at the smallest DCT scale still >= draft."""
+    image, media_format = identify(content, max_pixels=max_pixels)
+    width, height = image.size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         if draft is not None and media_format in ("JPEG", "MPO"):
             image.draft("RGB", draft)
         try:

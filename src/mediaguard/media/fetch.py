@@ -122,6 +122,12 @@ def _parse_url(raw: str, policy: FetchPolicy) -> httpx.URL:
     return url
 
 
+def check_url(raw: str, policy: FetchPolicy) -> None:
+    """Refuse a URL that no fetch under ``policy`` could make, without resolving its host: what
+    intake checks before accepting a notification. The fetch itself checks again after DNS."""
+    _parse_url(raw, policy)
+
+
 class _NoCookies(http.cookiejar.CookieJar):
     """Fetches for unrelated callers share one client: never carry cookies between them."""
 
@@ -179,13 +185,17 @@ class GuardedFetcher:
                 if response.status_code in _REDIRECT_STATUSES:
                     if redirects >= self._policy.max_redirects:
                         raise FetchFailedError(
-                            f"too many redirects (more than {self._policy.max_redirects})"
+                            f"too many redirects (more than {self._policy.max_redirects})",
+                            transient=False,
                         )
                     current = self._redirect_target(current, response)
                     redirects += 1
                     continue
                 if not 200 <= response.status_code < 300:
-                    raise FetchFailedError(f"upstream returned HTTP {response.status_code}")
+                    raise FetchFailedError(
+                        f"upstream returned HTTP {response.status_code}",
+                        transient=upstream_failure_is_transient(response.status_code),
+                    )
                 content = self._read_body(response)
             finally:
                 response.close()
@@ -200,11 +210,15 @@ class GuardedFetcher:
         location = response.headers.get("location", "").strip()
         status = response.status_code
         if not location or _has_unsafe_characters(location) or not location.isascii():
-            raise FetchFailedError(f"malformed redirect (HTTP {status}): bad Location header")
+            raise FetchFailedError(
+                f"malformed redirect (HTTP {status}): bad Location header", transient=False
+            )
         try:
             target = current.join(location)
         except httpx.InvalidURL as exc:
-            raise FetchFailedError(f"malformed redirect (HTTP {status}): {exc}") from exc
+            raise FetchFailedError(
+                f"malformed redirect (HTTP {status}): {exc}", transient=False
+            ) from exc
         try:
             _check_url(target, self._policy)
         except UrlRefusedError as exc:
@@ -216,7 +230,7 @@ class GuardedFetcher:
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             # Decoding would let a small compressed body expand past the limit before counting.
-            raise FetchFailedError(f"unsupported Content-Encoding {encoding!r}")
+            raise FetchFailedError(f"unsupported Content-Encoding {encoding!r}", transient=False)
         declared = _content_length(response)
         if declared is not None and declared > limit:
             raise MediaTooLargeError(
@@ -242,6 +256,11 @@ class GuardedFetcher:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def upstream_failure_is_transient(status: int) -> bool:
+    """Server errors, timeouts and rate limits may pass; any other 4xx will not."""
+    return status >= 500 or status in (408, 425, 429)
 
 
 def _content_length(response: httpx.Response) -> int | None:

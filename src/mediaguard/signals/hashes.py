@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from mediaguard.media.decode import DecodedMedia
-from mediaguard.signals.digests import compute_digests
+from mediaguard.signals.digests import ContentDigests, compute_digests
 from mediaguard.signals.pdq import PdqHash, pdq_hash
 
 
@@ -24,9 +25,21 @@ class MediaHashes:
             found["pdq"] = self.pdq.hex
         return found
 
+    def item_fields(self) -> dict[str, Any]:
+        """The columns an item keeps of these hashes."""
+        pdq = self.pdq
+        return {
+            "sha256": self.sha256,
+            "sha1": self.sha1,
+            "md5": self.md5,
+            "pdq": pdq.hex if pdq else None,
+            "pdq_quality": pdq.quality if pdq else None,
+        }
 
-def hash_media(media: DecodedMedia) -> MediaHashes:
-    digests = compute_digests(media.content)
+
+def hash_media(media: DecodedMedia, digests: ContentDigests | None = None) -> MediaHashes:
+    """``digests``: of ``media.content``, when the caller has them already."""
+    digests = digests or compute_digests(media.content)
     return MediaHashes(
         sha256=digests.sha256,
         sha1=digests.sha1,

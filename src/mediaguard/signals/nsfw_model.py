@@ -14,10 +14,12 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import onnxruntime as ort
@@ -28,6 +30,8 @@ from mediaguard.errors import NotReadyError
 WEIGHTS_FILE = "open-nsfw.onnx"
 ARCHITECTURE = "resnet50-1by2"
 INPUT_SHAPE = (224, 224, 3)
+
+T = TypeVar("T")
 
 
 class Model(Protocol):
@@ -106,18 +110,29 @@ def _load_openvino(weights: Path, threads: int, precision: str) -> OpenVinoModel
     except ImportError:
         return None
     core = openvino.Core()
-    compiled = core.compile_model(
-        core.read_model(str(weights)),
-        "CPU",
-        {
-            "INFERENCE_PRECISION_HINT": precision,
-            "INFERENCE_NUM_THREADS": threads or (os.cpu_count() or 1),
-            "PERFORMANCE_HINT": "LATENCY",
-            # Pinned, its threads crowd onto one core when decode threads run (measured 2x slower).
-            "ENABLE_CPU_PINNING": False,
-        },
+    config = {
+        "INFERENCE_PRECISION_HINT": precision,
+        "INFERENCE_NUM_THREADS": threads or (os.cpu_count() or 1),
+        "PERFORMANCE_HINT": "LATENCY",
+        # Pinned, its threads crowd onto one core when decode threads run (measured 2x slower).
+        "ENABLE_CPU_PINNING": False,
+    }
+    compiled = _on_own_thread(
+        lambda: core.compile_model(core.read_model(str(weights)), "CPU", config)
     )
     # Without bf16 in the CPU OpenVINO computes in f32; the version string says which it was.
     used = compiled.get_property("INFERENCE_PRECISION_HINT")
     precision = "bf16" if used == openvino.Type.bf16 else "f32"
     return OpenVinoModel(compiled.create_infer_request(), _weights_id(weights), precision)
+
+
+def _on_own_thread(compile_model: Callable[[], T]) -> T:
+    """Run an OpenVINO compile on a thread that exits right after.
+
+    The CPU plugin gives the compiling thread a signal stack of its own and, when a compiled model
+    is released, puts back the one it saved only if that model's is current. Two models released
+    in the other order than they were compiled leave the thread on a freed stack, and its next
+    signal (Ctrl-C, SIGTERM) kills the process with SIGSEGV. On a thread of its own, no thread that
+    handles signals is touched."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="openvino-compile") as pool:
+        return pool.submit(compile_model).result()

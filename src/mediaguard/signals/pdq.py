@@ -20,14 +20,19 @@ The cost: a copy flattened onto a background (a screenshot) of an image whose tr
 hide other colours may not match it. Grey images of more than 8 bits (I;16, I, F) are scaled
 linearly onto 0..255: Pillow's own conversion clips at 255 and turns a 16-bit photo white.
 
-Size: the hash is computed at the size decoded. Hashing a 12-megapixel photo takes 0.4-0.6 s
-(0.3 MP: about 4 ms), but reducing it first to a longer side <= 1024 moved the hash 0-10 bits on
-real photos upscaled to 12 MP and 12 bits on a real 1411 x 1411 photo (<= 2048: 0-8 bits). That
-is more than a couple of bits off ThreatExchange's hash, so nothing is downscaled here. (Meta's
-C++ command-line hasher does squash anything over 512 px to 512 x 512 first, so its hashes of
-large images differ from the Python ones by a few bits anyway.) A JPEG decoded at a reduced DCT
-scale (`decode(..., draft=(1024, 1024))`: half scale for 12 MP) is hashed at that scale, 5x
-faster and 0-8 bits from the full-size hash.
+Size: the hash is computed at the size decoded. `pdqhash.compute` (Meta's C++) is not called:
+`mediaguard.signals.pdq_fast` is a numba port of it that gives the same bits and quality (checked in
+tests/test_pdq.py on photos, flat and noise images from 5 x 5 to 12 MP) in a fraction of the time
+and without holding the GIL: 4-6 ms for 1 MP and about 45 ms for 12 MP, against 55 ms and 0.75-0.8 s
+(0.3 MP: 1.2-2 ms against 7-9 ms; bench/pdq_hashing.py). Its first call in a process compiles it
+(about 10 s), once per installation where numba can write its on-disk cache (see pdq_fast); loading
+it from there takes about half a second. Reducing a large image first to a longer side <= 1024 moved
+the hash 0-10 bits on real photos upscaled to 12 MP and 12 bits on a real 1411 x 1411 photo (<=
+2048: 0-8 bits). That is more than a couple of bits off ThreatExchange's hash, so nothing is
+downscaled here. (Meta's C++ command-line hasher does squash anything over 512 px to 512 x 512
+first, so its hashes of large images differ from the Python ones by a few bits anyway.) A JPEG
+decoded at a reduced DCT scale (`decode(..., draft=(1024, 1024))`: half scale for 12 MP) is hashed
+at that scale, 0-8 bits from the full-size hash.
 """
 
 from __future__ import annotations
@@ -36,7 +41,6 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-import pdqhash
 from PIL import Image
 
 PDQ_VERSION = "pdq-1"
@@ -69,12 +73,14 @@ class PdqHash:
 
 
 def pdq_hash(image: Image.Image) -> PdqHash:
-    """The PDQ hash of a decoded image, whatever its mode."""
+    """The PDQ hash of a decoded image, whatever its mode: bit for bit `pdqhash.compute`'s of its
+    RGB pixels, computed by `pdq_fast` (which releases the GIL)."""
     pixels = np.asarray(to_rgb(image), dtype=np.uint8)
-    bits, quality = pdqhash.compute(pixels)
+    from mediaguard.signals import pdq_fast  # numba loads with the first hash, not every import
+
+    bits, quality = pdq_fast.compute(pixels)
     # `bits` runs from the most significant bit down, as in ThreatExchange's hex strings.
-    hex_digits = np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes().hex()
-    return PdqHash(hex=hex_digits, quality=int(quality))
+    return PdqHash(hex=pdq_fast.hash_bits(bits), quality=quality)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -17,7 +17,11 @@ from mediaguard.store import db
 from mediaguard.store.audit import AuditEvent, AuditRepository
 from mediaguard.store.banks import BankRepository
 from mediaguard.store.items import ItemRepository
+from mediaguard.store.media import MediaRepository
+from mediaguard.store.review import ReviewRepository
 from mediaguard.store.scores import ScoreRepository, StoredScore
+from mediaguard.store.search import SearchRepository
+from mediaguard.store.terms import TermListRepository
 from mediaguard.store.tokens import ROLES, Role, TokenInfo, TokenRepository
 
 __all__ = [
@@ -26,6 +30,7 @@ __all__ = [
     "AuditRepository",
     "BankRepository",
     "ItemRepository",
+    "MediaRepository",
     "Role",
     "ScoreRepository",
     "Store",
@@ -44,7 +49,11 @@ class Store:
         self.tokens = TokenRepository(self.engine)
         self.banks = BankRepository(self.engine)
         self.items = ItemRepository(self.engine)
+        self.media = MediaRepository(self.engine)
         self.audit = AuditRepository(self.engine)
+        self.terms = TermListRepository(self.engine)
+        self.search = SearchRepository(self.engine)
+        self.review = ReviewRepository(self.engine)
 
     @property
     def is_embedded(self) -> bool:

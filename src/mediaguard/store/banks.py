@@ -319,6 +319,23 @@ class BankRepository:
                 .values(exchange_checkpoint=checkpoint, fetched_at=now, updated_at=now)
             )
 
+    def claim_refresh(self, name: str, cutoff: datetime) -> bool:
+        """Take a bank's scheduled exchange fetch: true for the one process that moved its
+        ``fetched_at`` past ``cutoff``, so workers on many machines fetch it once."""
+        now = utcnow()
+        with self._engine.begin() as connection:
+            return bool(
+                connection.execute(
+                    sa.update(BANKS)
+                    .where(
+                        BANKS.c.name == name,
+                        BANKS.c.exchange.is_not(None),
+                        BANKS.c.fetched_at.is_(None) | (BANKS.c.fetched_at < cutoff),
+                    )
+                    .values(fetched_at=now)
+                ).rowcount
+            )
+
     def thresholds(self) -> dict[int, int]:
         """PDQ threshold of every enabled bank, by bank id."""
         with self._reader.connect() as connection:

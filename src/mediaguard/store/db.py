@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -18,6 +20,9 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 # Any constant works; it only has to be the same in every process migrating one database.
 _PG_MIGRATION_LOCK = 0x6D67_6D69_6772  # "mgmigr"
+BUSY_TIMEOUT_MS = 5000
+# A migration may rebuild tables; processes starting together wait for it rather than fail.
+MIGRATION_BUSY_TIMEOUT_MS = 120_000
 # Alembic's ``context`` is module-global state, so one process migrates one database at a time.
 _ALEMBIC_LOCK = threading.Lock()
 
@@ -49,11 +54,29 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         # busy_timeout first, so that switching a new file to WAL waits for other processes.
-        cursor.execute("PRAGMA busy_timeout = 5000")
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
         cursor.close()
+
+
+@contextmanager
+def serialised(engine: sa.Engine, key: str) -> Iterator[sa.Connection]:
+    """A transaction that runs alone among those serialised on ``key``, for a check followed by
+    a write (a rate limit, a lock): SQLite takes its write lock up front with ``BEGIN
+    IMMEDIATE``; PostgreSQL takes a transaction-level advisory lock on the key's hash."""
+    with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(key))))
+        try:
+            yield connection
+        except BaseException:
+            connection.rollback()
+            raise
+        connection.commit()
 
 
 def begin_migration(connection: sa.Connection) -> None:
@@ -64,9 +87,17 @@ def begin_migration(connection: sa.Connection) -> None:
     does the same. The caller commits.
     """
     if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {MIGRATION_BUSY_TIMEOUT_MS}")
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     elif connection.dialect.name == "postgresql":
         connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+
+
+def end_migration(connection: sa.Connection) -> None:
+    """Commit, and give the connection back its usual busy timeout."""
+    connection.commit()
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 def alembic_config(engine: sa.Engine | None = None, database_url: str | None = None) -> Config:

@@ -7,7 +7,7 @@ first action apart from a repeated one, so a re-scan or a second worker never ac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,10 +21,21 @@ from mediaguard.store.db import reader, utcnow
 from mediaguard.store.models import ACTIONS, ITEM_MATCHES, MEDIA_ITEMS
 
 
+def sensitivity_labels(text: bool, image: bool, reported: bool) -> list[str]:
+    flags = (
+        ("sensitive_text", text),
+        ("sensitive_image", image),
+        ("user_reported_sensitivity", reported),
+    )
+    return [label for label, flagged in flags if flagged]
+
+
 @dataclass(frozen=True)
 class ItemInfo:
     id: int
     platform_id: str
+    intake_key: str
+    origin: str
     media_url: str | None
     sha256: str | None
     sha1: str | None
@@ -33,8 +44,41 @@ class ItemInfo:
     pdq_quality: int | None
     match_status: str | None
     last_checked_at: datetime | None
+    state: str
+    title: str | None
+    description: str | None
+    tags: list[str] | None
+    uploader: str | None
+    attempts: int
+    error_code: str | None
+    error_detail: str | None
+    lease_owner: str | None
+    queued_at: datetime | None
+    enqueued_at: datetime | None
+    next_attempt_at: datetime | None
+    lease_until: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    nsfw_score: float | None
+    nsfw_model_version: str | None
+    width: int | None
+    height: int | None
+    media_format: str | None
     created_at: datetime
     updated_at: datetime
+    text_sensitive: bool
+    image_sensitive: bool
+    reported_sensitive: bool
+    matched_terms: list[str] | None
+    terms_version: str | None
+    deindexed: str | None
+
+    @property
+    def sensitivity(self) -> list[str]:
+        """The public labels, in Openverse's names."""
+        return sensitivity_labels(
+            self.text_sensitive, self.image_sensitive, self.reported_sensitive
+        )
 
 
 @dataclass(frozen=True)
@@ -78,7 +122,7 @@ _MATCH_COLUMNS = (
 )
 
 
-def _insert(table: sa.Table, dialect: str) -> sqlite.Insert | postgresql.Insert:
+def insert_for(table: sa.Table, dialect: str) -> sqlite.Insert | postgresql.Insert:
     if dialect == "sqlite":
         return sqlite.insert(table)
     if dialect == "postgresql":
@@ -103,24 +147,29 @@ class ItemRepository:
         pdq_quality: int | None = None,
         media_url: str | None = None,
     ) -> ItemInfo:
-        """The item for (platform_id, sha256), created if new; known fields are filled in."""
+        """The checked item for (platform_id, sha256), created if new; known fields are filled
+        in. Items of the upload pipeline are keyed the same way when their bytes were sent."""
         now = utcnow()
         fields = {"sha1": sha1, "md5": md5, "pdq": pdq, "pdq_quality": pdq_quality}
         fields = {key: value for key, value in fields.items() if value is not None}
         if media_url is not None:
             fields["media_url"] = media_url
-        key = (MEDIA_ITEMS.c.platform_id == platform_id) & (MEDIA_ITEMS.c.sha256 == sha256)
+        intake_key = f"sha256:{sha256}"
+        key = (MEDIA_ITEMS.c.platform_id == platform_id) & (MEDIA_ITEMS.c.intake_key == intake_key)
         with self._engine.begin() as connection:
             insert = (
-                _insert(MEDIA_ITEMS, self._dialect)
+                insert_for(MEDIA_ITEMS, self._dialect)
                 .values(
                     platform_id=platform_id,
+                    intake_key=intake_key,
                     sha256=sha256,
+                    origin="check",
+                    state="done",
                     created_at=now,
                     updated_at=now,
                     **fields,
                 )
-                .on_conflict_do_nothing(index_elements=["platform_id", "sha256"])
+                .on_conflict_do_nothing(index_elements=["platform_id", "intake_key"])
             )
             connection.execute(insert)
             if fields:
@@ -138,6 +187,13 @@ class ItemRepository:
         if row is None:
             raise NotFoundError(f"no media item {item_id}")
         return ItemInfo(**row._mapping)
+
+    def get_many(self, item_ids: Sequence[int]) -> list[ItemInfo]:
+        with self._reader.connect() as connection:
+            rows = connection.execute(
+                sa.select(*MEDIA_ITEMS.c).where(MEDIA_ITEMS.c.id.in_(list(item_ids)))
+            ).all()
+        return [ItemInfo(**row._mapping) for row in rows]
 
     def known_matches(
         self, *, sha1: str | None = None, sha256: str | None = None
@@ -164,29 +220,52 @@ class ItemRepository:
         return list(by_bank.values())
 
     def matches(self, item_id: int) -> list[MatchRecord]:
+        return self.matches_of([item_id]).get(item_id, [])
+
+    def matches_of(self, item_ids: Sequence[int]) -> dict[int, list[MatchRecord]]:
+        """Each item's matches, oldest first, in one query (items without any are left out)."""
         with self._reader.connect() as connection:
             rows = connection.execute(
-                sa.select(*_MATCH_COLUMNS)
-                .where(ITEM_MATCHES.c.item_id == item_id)
+                sa.select(ITEM_MATCHES.c.item_id, *_MATCH_COLUMNS)
+                .where(ITEM_MATCHES.c.item_id.in_(item_ids))
                 .order_by(ITEM_MATCHES.c.id)
             ).all()
-        return [MatchRecord(*row) for row in rows]
+        found: dict[int, list[MatchRecord]] = {}
+        for item_id, *record in rows:
+            found.setdefault(item_id, []).append(MatchRecord(*record))
+        return found
+
+    def actions_of(self, item_ids: Sequence[int]) -> dict[int, list[ActionInfo]]:
+        """Each item's actions, oldest first, in one query (items without any are left out)."""
+        with self._reader.connect() as connection:
+            rows = connection.execute(
+                sa.select(*ACTIONS.c).where(ACTIONS.c.item_id.in_(item_ids)).order_by(ACTIONS.c.id)
+            ).all()
+        found: dict[int, list[ActionInfo]] = {}
+        for row in rows:
+            action = ActionInfo(**row._mapping)
+            found.setdefault(action.item_id, []).append(action)
+        return found
 
     def record_check(
         self,
         item_id: int,
         matches: Sequence[MatchRecord],
         planned: Sequence[PlannedAction],
+        *,
+        item_fields: Mapping[str, Any] | None = None,
     ) -> tuple[list[MatchRecord], list[ActionInfo]]:
-        """Store the outcome of one check: new matches and new actions are returned; ones
-        already recorded for this item are not, whoever recorded them."""
+        """Store the outcome of one check: new matches and the actions to run are returned: new
+        ones, and any left unclaimed (``pending``) by an earlier check; matches and actions
+        already recorded are not, whoever recorded them. ``item_fields`` (the
+        hashes the check was made on) are set on the item in the same transaction."""
         now = utcnow()
         new_matches: list[MatchRecord] = []
         new_actions: list[ActionInfo] = []
         with self._engine.begin() as connection:
             for match in matches:
                 inserted = connection.execute(
-                    _insert(ITEM_MATCHES, self._dialect)
+                    insert_for(ITEM_MATCHES, self._dialect)
                     .values(item_id=item_id, created_at=now, **match.__dict__)
                     .on_conflict_do_nothing(index_elements=["item_id", "bank_id"])
                     .returning(ITEM_MATCHES.c.id)
@@ -195,7 +274,7 @@ class ItemRepository:
                     new_matches.append(match)
             for plan in planned:
                 row = connection.execute(
-                    _insert(ACTIONS, self._dialect)
+                    insert_for(ACTIONS, self._dialect)
                     .values(
                         item_id=item_id,
                         bank_id=plan.bank_id,
@@ -211,6 +290,17 @@ class ItemRepository:
                 ).first()
                 if row is not None:
                     new_actions.append(ActionInfo(**row._mapping))
+            # Recorded by an earlier check whose process died before claiming them: never
+            # run, so they run now (claiming keeps that to once).
+            new_ids = [action.id for action in new_actions]
+            unclaimed = connection.execute(
+                sa.select(*ACTIONS.c).where(
+                    ACTIONS.c.item_id == item_id,
+                    ACTIONS.c.status == "pending",
+                    ACTIONS.c.id.not_in(new_ids),
+                )
+            ).all()
+            new_actions += [ActionInfo(**row._mapping) for row in unclaimed]
             matched = connection.execute(
                 sa.select(sa.func.count())
                 .select_from(ITEM_MATCHES)
@@ -223,6 +313,7 @@ class ItemRepository:
                     match_status="match" if matched else "no_match",
                     last_checked_at=now,
                     updated_at=now,
+                    **(item_fields or {}),
                 )
             )
         return new_matches, new_actions
@@ -252,6 +343,35 @@ class ItemRepository:
                 .values(status=status, detail=detail, updated_at=utcnow())
             )
             write_audit(connection, audit)
+
+    def interrupt_stale(self, cutoff: datetime) -> list[ActionInfo]:
+        """Actions left ``running`` since before ``cutoff`` by a process that died: failed, with
+        an audit row, for an operator to retry. Never re-run on their own: the e-mail or webhook
+        may have gone out just before the process died."""
+        stale = (ACTIONS.c.status == "running") & (ACTIONS.c.updated_at < cutoff)
+        detail = "interrupted: the process running it stopped; it may have been sent already"
+        with self._engine.begin() as connection:
+            rows = connection.execute(
+                sa.update(ACTIONS)
+                .where(stale)
+                .values(status="failed", detail=detail, updated_at=utcnow())
+                .returning(*ACTIONS.c)
+            ).all()
+            interrupted = [ActionInfo(**row._mapping) for row in rows]
+            for action in interrupted:
+                write_audit(
+                    connection,
+                    AuditEvent(
+                        actor="sweeper",
+                        event=f"action.{action.action}",
+                        subject_type="item",
+                        subject_id=str(action.item_id),
+                        reason=detail,
+                        result="interrupted",
+                        details={"action_id": action.id, "bank_id": action.bank_id},
+                    ),
+                )
+        return interrupted
 
     def retry(self, action_id: int) -> ActionInfo:
         """Put a failed action back to pending, for an operator's explicit retry."""

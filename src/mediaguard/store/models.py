@@ -178,13 +178,21 @@ class BankChange(Base):
 
 
 class MediaItem(Base):
-    """One file of one platform, identified by the platform's id and the file's SHA-256."""
+    """One notification of one platform file: (platform_id, intake_key), where the key is the
+    content's SHA-256, the SHA-1 the platform gave, or a digest of the URL."""
 
     __tablename__ = "media_items"
-    __table_args__ = (sa.UniqueConstraint("platform_id", "sha256"),)
+    __table_args__ = (
+        sa.UniqueConstraint("platform_id", "intake_key"),
+        sa.Index("ix_media_items_state_next_attempt_at", "state", "next_attempt_at"),
+    )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    platform_id: Mapped[str] = mapped_column(sa.String(255))
+    platform_id: Mapped[str] = mapped_column(sa.String(255), index=True)
+    intake_key: Mapped[str] = mapped_column(sa.String(80))
+    origin: Mapped[str] = mapped_column(
+        sa.String(16), server_default="check"
+    )  # check, api, backfill
     media_url: Mapped[str | None] = mapped_column(sa.Text)
     sha256: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     sha1: Mapped[str | None] = mapped_column(sa.String(40), index=True)
@@ -194,8 +202,51 @@ class MediaItem(Base):
     # NULL: never checked successfully; then "match" or "no_match".
     match_status: Mapped[str | None] = mapped_column(sa.String(16))
     last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # queued -> processing -> done | failed; a transient failure goes back to queued.
+    state: Mapped[str] = mapped_column(sa.String(16), server_default="done")
+    title: Mapped[str | None] = mapped_column(sa.Text)
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    tags: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    uploader: Mapped[str | None] = mapped_column(sa.String(255))
+    attempts: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    error_code: Mapped[str | None] = mapped_column(sa.String(64))
+    error_detail: Mapped[str | None] = mapped_column(sa.Text)
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(64))
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    nsfw_score: Mapped[float | None] = mapped_column(sa.Double)
+    nsfw_model_version: Mapped[str | None] = mapped_column(sa.String(200))
+    width: Mapped[int | None] = mapped_column(sa.Integer)
+    height: Mapped[int | None] = mapped_column(sa.Integer)
+    media_format: Mapped[str | None] = mapped_column(sa.String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The parts of ``sensitivity``, each written by its own step in one UPDATE, so the term
+    # re-evaluation, a worker's verdict and a reviewer's decision never overwrite each other.
+    text_sensitive: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    image_sensitive: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    reported_sensitive: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    # The terms the metadata matched (for reviewers only) and the term list's version.
+    matched_terms: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    terms_version: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    # deindexed_sensitive or deindexed_copyright while a reviewer's deindex decision stands.
+    deindexed: Mapped[str | None] = mapped_column(sa.String(32))
+
+
+class MediaContent(Base):
+    """The bytes of an upload until a worker has processed it; deleted with the verdict."""
+
+    __tablename__ = "media_content"
+
+    item_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("media_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    content: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class ItemMatch(Base):
@@ -237,6 +288,9 @@ class AuditEntry(Base):
     """What was done, to what, why, by whom, when, and with what result. Append-only."""
 
     __tablename__ = "audit_log"
+    __table_args__ = (
+        sa.Index("ix_audit_log_subject_type_subject_id", "subject_type", "subject_id"),
+    )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -247,6 +301,94 @@ class AuditEntry(Base):
     reason: Mapped[str | None] = mapped_column(sa.Text)
     result: Mapped[str] = mapped_column(sa.String(32))
     details: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+class TermListRecord(Base):
+    """A version of the sensitive-term list, and how far re-evaluating the items against it got.
+
+    The newest row is the list in force. Any process may load a new version; one process at a
+    time (the lease holder) walks the items in id order, so a restart resumes at the cursor.
+    """
+
+    __tablename__ = "term_lists"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    # Not unique: a list changed back to an earlier version is a new row, and in force again.
+    version: Mapped[str] = mapped_column(sa.String(64))
+    terms: Mapped[list[str]] = mapped_column(sa.JSON)
+    source: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    relabel_cursor: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    relabelled: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    relabel_owner: Mapped[str | None] = mapped_column(sa.String(64))
+    relabel_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    relabel_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Report(Base):
+    """A user's report of an item: pending until a reviewer's decision settles it."""
+
+    __tablename__ = "reports"
+    __table_args__ = (
+        sa.Index("ix_reports_item_id_status", "item_id", "status"),
+        sa.Index("ix_reports_reporter_created_at", "reporter", "created_at"),
+        sa.Index("ix_reports_status_created_at", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(sa.ForeignKey("media_items.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(sa.String(16))
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    # "token:<name>" or "ip:<address>": whom the rate limit counts.
+    reporter: Mapped[str] = mapped_column(sa.String(255))
+    # pending, or the action of the decision that settled it.
+    status: Mapped[str] = mapped_column(sa.String(32))
+    decision_id: Mapped[int | None] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Decision(Base):
+    """A reviewer's decision over one or more items (a bulk decision is one row)."""
+
+    __tablename__ = "decisions"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    action: Mapped[str] = mapped_column(sa.String(32))
+    reviewer: Mapped[str] = mapped_column(sa.String(100))
+    notes: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class DecisionItem(Base):
+    __tablename__ = "decision_items"
+
+    decision_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("decisions.id", ondelete="CASCADE"), primary_key=True
+    )
+    item_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("media_items.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class ReviewLock(Base):
+    """A reviewer's soft lock on an item: nobody else is given it until ``until``."""
+
+    __tablename__ = "review_locks"
+
+    item_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("media_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    reviewer: Mapped[str] = mapped_column(sa.String(100))
+    until: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def outside_models(name: str | None, type_: str) -> bool:
+    """The full-text search objects migration 0004 creates by hand (the FTS5 table and its
+    shadow tables on SQLite; the tsvector column and its GIN index on PostgreSQL)."""
+    if type_ == "table":
+        return bool(name and name.startswith("media_search"))
+    return name in ("search_vector", "ix_media_items_search_vector")
 
 
 def _table(model: type[Base]) -> sa.Table:
@@ -262,6 +404,12 @@ BANK_CONTENT = _table(BankContent)
 BANK_SIGNALS = _table(BankSignal)
 BANK_CHANGES = _table(BankChange)
 MEDIA_ITEMS = _table(MediaItem)
+MEDIA_CONTENT = _table(MediaContent)
 ITEM_MATCHES = _table(ItemMatch)
 ACTIONS = _table(ActionRecord)
 AUDIT_LOG = _table(AuditEntry)
+TERM_LISTS = _table(TermListRecord)
+REPORTS = _table(Report)
+DECISIONS = _table(Decision)
+DECISION_ITEMS = _table(DecisionItem)
+REVIEW_LOCKS = _table(ReviewLock)

@@ -95,18 +95,18 @@ class ScoreRepository:
 
     def put_many(self, scores: Sequence[StoredScore]) -> list[StoredScore]:
         """``put`` for many scores in one transaction: one commit for a whole batch."""
-        for score in scores:
-            _check(score)
-        stored = []
         with self._engine.begin() as connection:
-            for score in scores:
-                row = connection.execute(self._insert, dataclasses.asdict(score)).first()
-                if row is None:
-                    row = connection.execute(
-                        self._get, {"sha256": score.sha256, "model_version": score.model_version}
-                    ).one()
-                stored.append(_from_row(row))
-        return stored
+            return [self.put_in(connection, score) for score in scores]
+
+    def put_in(self, connection: sa.Connection, score: StoredScore) -> StoredScore:
+        """``put`` inside a caller's transaction."""
+        _check(score)
+        row = connection.execute(self._insert, dataclasses.asdict(score)).first()
+        if row is None:
+            row = connection.execute(
+                self._get, {"sha256": score.sha256, "model_version": score.model_version}
+            ).one()
+        return _from_row(row)
 
     def find(self, *, sha1: Sequence[str] = (), sha256: Sequence[str] = ()) -> list[StoredScore]:
         """Every score (all model versions) of files matching any digest given, newest first.

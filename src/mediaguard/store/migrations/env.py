@@ -7,8 +7,8 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from mediaguard.store.db import begin_migration, create_engine
-from mediaguard.store.models import metadata
+from mediaguard.store.db import begin_migration, create_engine, end_migration
+from mediaguard.store.models import metadata, outside_models
 
 config = context.config
 if config.config_file_name is not None:  # the alembic CLI; Store.upgrade leaves logging alone
@@ -24,6 +24,10 @@ def _database_url() -> str:
     from mediaguard.config import load_settings
 
     return load_settings().database_url
+
+
+def _modelled(_object: object, name: str | None, type_: str, *_: object) -> bool:
+    return not outside_models(name, type_)
 
 
 def run_offline() -> None:
@@ -42,10 +46,15 @@ def run_online() -> None:
             begin_migration(connection)
             # The transaction is ours, so Alembic runs inside it and every migration commits
             # or rolls back together, on SQLite too.
-            context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+            context.configure(
+                connection=connection,
+                target_metadata=metadata,
+                render_as_batch=True,
+                include_object=_modelled,
+            )
             with context.begin_transaction():
                 context.run_migrations()
-            connection.commit()
+            end_migration(connection)
     finally:
         if owned:
             engine.dispose()

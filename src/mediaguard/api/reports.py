@@ -1,0 +1,63 @@
+"""`POST /v1/media/{id}/report`: a user's report, filed by the platform on the user's behalf."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, Depends
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from mediaguard.api.deps import get_service, require
+from mediaguard.service import Service
+from mediaguard.store import TokenInfo
+from mediaguard.store.review import ReportInfo
+
+router = APIRouter(prefix="/v1", tags=["reports"])
+
+
+class ReportIn(BaseModel):
+    reason: Literal["sensitive", "copyright", "other"]
+    description: str | None = Field(
+        None, description="What is wrong; at least 20 characters for `other`.", max_length=2000
+    )
+
+
+class ReportOut(BaseModel):
+    id: int
+    media_id: int
+    reason: str
+    description: str | None
+    status: str = Field(description="pending until a reviewer decides; then the decision")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, report: ReportInfo) -> ReportOut:
+        return cls(
+            id=report.id,
+            media_id=report.item_id,
+            reason=report.reason,
+            description=report.description,
+            status=report.status,
+            created_at=report.created_at,
+        )
+
+
+@router.post("/media/{item_id}/report", response_model=ReportOut, status_code=201)
+async def report(
+    item_id: int,
+    body: ReportIn,
+    token: TokenInfo = Depends(require("client", "reviewer")),
+    service: Service = Depends(get_service),
+) -> ReportOut:
+    """Report an item for review. Rate-limited per token (`MEDIAGUARD_REPORT_RATE_LIMIT` an
+    hour; 429 with `Retry-After` beyond it)."""
+    filed = await run_in_threadpool(
+        service.review.report,
+        item_id,
+        body.reason,
+        body.description,
+        reporter=f"token:{token.name}",
+    )
+    return ReportOut.of(filed)
