@@ -321,6 +321,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
+        "--exclusion-queries", type=int, default=10, help="queries timed with query-time exclusion"
+    )
+    parser.add_argument(
         "--postgres",
         metavar="URL",
         help="also on this PostgreSQL server, in a scratch database created and dropped here, "
@@ -347,6 +350,7 @@ def main() -> None:
                 words,
                 n_queries=args.queries,
                 rounds=args.rounds,
+                exclusion_queries=args.exclusion_queries,
                 seed=args.seed,
             )
             report_search(result)

@@ -6,9 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from mediaguard.store import Store
+from mediaguard.store.db import utcnow
+from mediaguard.store.models import MEDIA_ITEMS
 
+from fixtures.catalogue import write_terms
 from fixtures.cli import run
 from fixtures.images import REFERENCE_SCORES, SKIMAGE_DATA
 from fixtures.servers import LocalHttpServer
@@ -83,3 +87,44 @@ def test_bad_role_is_refused(db: Path) -> None:
     result = run(["tokens", "create", "--role", "superuser", "--name", "x"], db)
     assert result.returncode == 2
     assert "role" in result.stderr
+
+
+def test_terms_relabel_and_status(db: Path, tmp_path: Path) -> None:
+    assert run(["terms", "relabel", "--no-progress"], db).returncode == 2
+    store = Store(f"sqlite:///{db}")
+    try:
+        store.upgrade()
+        now = utcnow()
+        with store.engine.begin() as connection:
+            connection.execute(
+                sa.insert(MEDIA_ITEMS),
+                [
+                    {
+                        "platform_id": str(n),
+                        "intake_key": str(n),
+                        "title": title,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for n, title in enumerate(["Nude beach", "Scunthorpe", "A cat"])
+                ],
+            )
+        terms = write_terms(tmp_path / "terms.txt", "nude beach", "cunt")
+        env = {"MEDIAGUARD_SENSITIVE_TERMS_FILE": str(terms)}
+        relabel = run(["terms", "relabel", "--no-progress"], db, **env)
+        assert relabel.returncode == 0, relabel.stderr
+        assert "2 terms" in relabel.stdout and "every item labelled" in relabel.stdout
+        status = json.loads(run(["terms", "status", "--json"], db, **env).stdout)
+        assert status["terms"] == 2 and status["relabelled"] == 3
+        assert status["items_to_relabel"] == 0 and status["source"] == str(terms)
+        with store.engine.connect() as connection:
+            flagged = (
+                connection.execute(
+                    sa.select(MEDIA_ITEMS.c.title).where(MEDIA_ITEMS.c.text_sensitive)
+                )
+                .scalars()
+                .all()
+            )
+        assert flagged == ["Nude beach"]
+    finally:
+        store.close()

@@ -12,7 +12,11 @@ import pytest
 
 from mediaguard.jobs.queue import queue_path
 from mediaguard.jobs.worker import InProcessWorker
+from mediaguard.pipeline import MediaSubmission
 from mediaguard.service import Service
+
+from fixtures.catalogue import write_terms
+from fixtures.images import jpeg_of
 
 BACKENDS = [pytest.param("sqlite"), pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -96,3 +100,33 @@ def test_the_sqlite_queue_file_sits_beside_the_database(
     assert queue_path(service.settings) == tmp_path / "data" / "wiki-queue.db"
     explicit = make_service(queue_path=str(tmp_path / "q.db"))
     assert queue_path(explicit.settings) == tmp_path / "q.db"
+
+
+def test_the_in_process_worker_relabels_items_when_the_term_list_changes(
+    make_service: Callable[..., Service], tmp_path: Path
+) -> None:
+    terms = write_terms(tmp_path / "terms.txt", "cat")
+    service = make_service(
+        sensitive_terms_file=str(terms), terms_refresh_interval=0.2, sweep_interval=0.2
+    )
+    with InProcessWorker(service, workers=1):
+        items = [
+            service.pipeline.submit(
+                MediaSubmission(content=jpeg_of(), platform_id=name, title=f"a {name}")
+            ).item
+            for name in ("cat", "dog")
+        ]
+        assert items[0] is not None and items[1] is not None
+        wait_for(
+            lambda: (
+                service.pipeline.states([i.id for i in items])
+                == {items[0].id: "done", items[1].id: "done"}
+            )
+        )
+        labels = [service.pipeline.get(item.id).sensitivity for item in items]
+        assert labels == [["sensitive_text"], []]
+        write_terms(terms, "dog")
+        wait_for(lambda: service.pipeline.get(items[1].id).matched_terms == ["dog"])
+        wait_for(lambda: service.terms.status().stale == 0)
+    assert service.pipeline.get(items[0].id).sensitivity == []
+    assert service.terms.status().terms == 1
