@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from mediaguard.signals.terms import TermList, TermMatcher, normalize
 from mediaguard.store import Store
 from mediaguard.store.models import MEDIA_ITEMS
-from mediaguard.store.search import SearchRepository, fts_query
+from mediaguard.store.search import SearchRepository, fts_query, search_text
 
 Item = tuple[str, str, list[str]]
 MODES = ("unfiltered", "filtered", "exclusion")
@@ -68,6 +68,7 @@ def fill(
                     "title": title,
                     "description": description,
                     "tags": tags,
+                    "search_text": search_text(title, description, tags),
                     "uploader": f"user{number % 5000}",
                     "nsfw_score": score,
                     "nsfw_model_version": "bench",

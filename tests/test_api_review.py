@@ -894,3 +894,40 @@ def test_review_routes_need_a_reviewer(world: World) -> None:
         world.http.get("/v1/review/media/404404", headers=world.reviewer), 404, "not_found"
     )
     assert world.rows(REVIEW_LOCKS) == [] and world.rows(DECISIONS) == []
+
+
+def test_the_limit_counts_each_reporter_of_a_token(make_world: Callable[..., World]) -> None:
+    world = make_world(report_rate_limit=1)
+    item_id = world.item("File:A.jpg")
+    for person in ("hash-of-user-1", "hash-of-user-2"):
+        body = {"reason": "sensitive", "reporter": person}
+        first = world.http.post(f"/v1/media/{item_id}/report", json=body, headers=world.client)
+        assert first.status_code == 201, first.text
+        again = world.http.post(f"/v1/media/{item_id}/report", json=body, headers=world.client)
+        assert again.status_code == 429
+    rows = world.rows(REPORTS)
+    assert sorted(row.reporter for row in rows) == [
+        "token:client-1/hash-of-user-1",
+        "token:client-1/hash-of-user-2",
+    ]
+
+
+def test_a_token_with_a_long_name_can_report(world: World) -> None:
+    item_id = world.item("File:A.jpg")
+    long_name = world.api.as_(world.service.create_token("c" * 100, "client")[0])
+    body = {"reason": "sensitive", "reporter": "u" * 128}
+    filed = world.http.post(f"/v1/media/{item_id}/report", json=body, headers=long_name)
+    assert filed.status_code == 201, filed.text
+    assert world.audit(item_id)[0]["actor"] == f"token:{'c' * 100}/{'u' * 128}"
+
+
+def test_asking_for_the_next_item_again_skips_the_one_held(world: World) -> None:
+    ids = [world.item(f"File:{n}.jpg") for n in range(3)]
+    for item_id in ids:
+        world.reported(item_id)
+    first = world.claim(world.reviewer)
+    second = world.claim(world.reviewer)
+    assert [entry["media"]["id"] for entry in first] == [ids[0]]
+    assert [entry["media"]["id"] for entry in second] == [ids[1]]
+    # The skipped item was given back: the other reviewer gets it.
+    assert [entry["media"]["id"] for entry in world.claim(world.reviewer2)] == [ids[0]]

@@ -478,4 +478,5 @@ def _some_signals() -> SignalValues:
         matched_terms=None,
         text_sensitive=False,
         terms_version="v",
+        labelled_text=None,
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from mediaguard.jobs.terms import BATCH, TermKeeper
+from mediaguard.jobs.terms import BATCH, TermKeeper, redacted
 from mediaguard.service import Service
 from mediaguard.store.db import utcnow
 from mediaguard.store.models import MEDIA_ITEMS, TERM_LISTS
@@ -27,7 +27,9 @@ def labelled(
 ) -> Callable[..., Service]:
     def make(*terms: str, **overrides: object) -> Service:
         path = write_terms(tmp_path / "terms.txt", *terms)
-        service = make_service(request.param, sensitive_terms_file=str(path), **overrides)
+        # Interval 0: every tick re-reads the list, as a round after the interval would.
+        settings = {"terms_refresh_interval": 0.0, **overrides}
+        service = make_service(request.param, sensitive_terms_file=str(path), **settings)
         service.terms.load()
         service.start_index(wait=True)
         return service
@@ -168,3 +170,20 @@ def test_the_list_comes_from_a_url_through_the_guarded_fetcher(
     refused = make_service(sensitive_terms_url=url, fetch_allow_loopback=False)
     refused.terms.tick()  # refused by the guard: logged, no list
     assert refused.terms.status().terms == 0
+
+
+def test_a_list_urls_secrets_stay_out_of_the_database_and_logs() -> None:
+    assert redacted("https://u:p@lists.example:8443/t.txt?sig=abc#x") == (
+        "https://lists.example:8443/t.txt"
+    )
+    assert redacted("/etc/mediaguard/terms.txt") == "/etc/mediaguard/terms.txt"
+
+
+def test_a_worker_labels_with_the_list_another_process_put_in_force(
+    labelled: Callable[..., Service], make_service: Callable[..., Service]
+) -> None:
+    loader = labelled("cat")
+    worker = make_service(database_url=loader.settings.database_url)  # never loads a list
+    worker.start_index(wait=True)
+    item = add_item(worker, "a", "a cat")
+    assert item.matched_terms == ["cat"] and item.terms_version == loader.terms.status().version

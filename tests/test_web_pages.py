@@ -15,6 +15,7 @@ from PIL import Image
 
 from fixtures.actions import bank_photo
 from fixtures.browser import Site, big_jpeg
+from fixtures.images import jpeg_of
 
 BLURRED_LABEL = "This image may contain sensitive content"
 WALL = "This content may be sensitive"
@@ -483,6 +484,7 @@ def test_thumbnails_are_small_jpegs_for_visible_items_only(site: Site) -> None:
     with reviewer_client(site) as alice:
         reviewer_copy = alice.get(f"/review/media/{big.id}/image")
         assert reviewer_copy.status_code == 200 and reviewer_copy.content == response.content
+        assert reviewer_copy.headers["cache-control"] == "no-store"
         site.decide(big.id, "deindexed_copyright")
         assert site.api.client.get(f"/media/{big.id}/image").status_code == 404
         assert alice.get(f"/review/media/{big.id}/image").status_code == 200  # reviewers still do
@@ -496,6 +498,13 @@ def test_thumbnails_are_small_jpegs_for_visible_items_only(site: Site) -> None:
     gone = site.add("gone", "Gone later")
     site.images.add("/gone.jpg", b"", "image/jpeg", status=404)
     assert site.api.client.get(f"/media/{gone.id}/image").status_code == 502
+
+    # A file replaced at its address since it was checked is never shown, to anyone.
+    swapped = site.add("swapped", "Swapped later")
+    site.images.add("/swapped.jpg", jpeg_of("camera.png"), "image/jpeg")
+    assert site.api.client.get(f"/media/{swapped.id}/image").status_code == 404
+    with reviewer_client(site) as alice:
+        assert alice.get(f"/review/media/{swapped.id}/image").status_code == 404
 
 
 def test_the_blur_preference_is_the_reviewers_own(site: Site) -> None:

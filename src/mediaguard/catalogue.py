@@ -78,6 +78,7 @@ def is_public(item: ItemInfo) -> bool:
     return (
         item.state == "done"
         and item.nsfw_score is not None
+        and item.terms_version is not None
         and item.match_status == "no_match"
         and item.deindexed is None
     )

@@ -25,6 +25,11 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL: a SQLite file by default, "
         "`postgresql+psycopg://user@host/db` in production.",
     )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Comma-separated proxy addresses whose X-Forwarded-For/-Proto are trusted "
+        "(`*`: any), so rate limits count visitors and cookies know the request was https.",
+    )
     log_level: str = Field("INFO", description="Log level of the JSON log lines.")
     log_json: bool = Field(True, description="JSON log lines (false: human-readable console).")
 

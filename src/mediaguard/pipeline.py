@@ -282,6 +282,7 @@ class Pipeline:
             matched_terms=matched or None,
             text_sensitive=bool(matched),
             terms_version=terms.version,
+            labelled_text=item.search_text,
         )
         # Matches and actions are unique per item and bank, so a worker that lost its lease
         # meanwhile acts on nothing the new holder has not; only the verdict is the holder's.

@@ -114,23 +114,23 @@ class Review:
         return QueuePage(total, self._entries(rows))
 
     def claim_next(self, reviewer: str, *, count: int = 1) -> list[QueueEntry]:
-        """Lock the oldest items nobody holds (the caller's own held items are skipped too:
-        asking again moves on) and return them. Two reviewers asking at once get different
-        items: an item lost to the other is passed over."""
+        """Give back the items the reviewer held and lock the oldest others nobody holds (so
+        asking again moves on: a skip), and return them. Two reviewers asking at once get
+        different items: an item lost to the other is passed over."""
+        passed_over: set[int] = set(self._repository.unlock_all(reviewer))
         claimed: list[QueueRow] = []
-        lost: set[int] = set()
         while len(claimed) < count:
             _, rows = self._repository.queue(
-                reviewer, limit=count - len(claimed) + len(lost), only_free=True
+                reviewer, limit=count + len(passed_over), only_free=True
             )
-            fresh = [row for row in rows if row.item_id not in lost]
+            fresh = [row for row in rows if row.item_id not in passed_over]
             if not fresh:
                 break
             for row in fresh[: count - len(claimed)]:
                 try:
                     lock = self.lock(row.item_id, reviewer)
                 except ConflictError:
-                    lost.add(row.item_id)
+                    passed_over.add(row.item_id)
                     continue
                 claimed.append(replace(row, locked_by=lock.reviewer, locked_until=lock.until))
         return self._entries(claimed)

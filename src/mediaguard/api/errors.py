@@ -57,6 +57,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(request, exc.status_code, code, exc.detail)
 
 
+async def _out_of_range(request: Request, exc: Exception) -> Response:
+    """A number the database cannot hold (an id past its integer type): no such thing."""
+    return error_response(request, 400, "invalid_input", "a number in the request is out of range")
+
+
 async def _database_error(request: Request, exc: Exception) -> Response:
     log.warning("database_unavailable", path=request.url.path, error=str(exc).splitlines()[0])
     return error_response(
@@ -73,5 +78,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MediaguardError, _mediaguard_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(sa.exc.DataError, _out_of_range)  # PostgreSQL
+    app.add_exception_handler(OverflowError, _out_of_range)  # SQLite
     app.add_exception_handler(sa.exc.DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)

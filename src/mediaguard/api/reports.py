@@ -22,6 +22,13 @@ class ReportIn(BaseModel):
     description: str | None = Field(
         None, description="What is wrong; at least 20 characters for `other`.", max_length=2000
     )
+    reporter: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="The platform's own id for the person reporting (opaque, e.g. a hash). "
+        "With it the hourly limit counts each person; without it, the whole token.",
+    )
 
 
 class ReportOut(BaseModel):
@@ -51,13 +58,10 @@ async def report(
     token: TokenInfo = Depends(require("client", "reviewer")),
     service: Service = Depends(get_service),
 ) -> ReportOut:
-    """Report an item for review. Rate-limited per token (`MEDIAGUARD_REPORT_RATE_LIMIT` an
-    hour; 429 with `Retry-After` beyond it)."""
+    """Report an item for review. Rate-limited per token, or per `reporter` of a token
+    (`MEDIAGUARD_REPORT_RATE_LIMIT` an hour; 429 with `Retry-After` beyond it)."""
+    reporter = f"token:{token.name}" + (f"/{body.reporter}" if body.reporter else "")
     filed = await run_in_threadpool(
-        service.review.report,
-        item_id,
-        body.reason,
-        body.description,
-        reporter=f"token:{token.name}",
+        service.review.report, item_id, body.reason, body.description, reporter=reporter
     )
     return ReportOut.of(filed)

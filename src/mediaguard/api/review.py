@@ -145,7 +145,7 @@ async def claim_next(
     service: Service = Depends(get_service),
 ) -> list[QueueEntryOut]:
     """Take the oldest items nobody holds, locked to you for `MEDIAGUARD_REVIEW_LOCK_SECONDS`.
-    Items you already hold are skipped, so asking again moves on."""
+    The items you held are given back first, so asking again moves on."""
     entries = await run_in_threadpool(service.review.claim_next, token.name, count=count)
     return [QueueEntryOut.of(entry) for entry in entries]
 

@@ -8,12 +8,13 @@ runs it to the end with a progress bar.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import sqlalchemy as sa
 import structlog
 
 from mediaguard.config import Settings
@@ -26,6 +27,7 @@ from mediaguard.store.terms import ItemText, TermListInfo, TermListRepository, T
 log = structlog.get_logger("mediaguard.terms")
 
 BATCH = 500
+CHECK_EVERY = 1.0
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,20 @@ class TermKeeper:
         self._metrics = metrics
         self._owner = owner
         self._matcher = TermMatcher(parse_terms(""))
-        self._matcher_lock = threading.Lock()
+        self._loaded_at: float | None = None
+        self._checked_at = float("-inf")
 
     def matcher(self) -> TermMatcher:
-        """The matcher of the list in force as this process last saw it."""
+        """The matcher of the list in force, checked against the database at most every
+        ``CHECK_EVERY`` seconds, so a worker never labels long with a list replaced elsewhere
+        (or with none, when the first load failed)."""
+        now = time.monotonic()
+        if now - self._checked_at >= CHECK_EVERY:
+            self._checked_at = now
+            try:
+                self.refresh()
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("term_list_check_failed", error=str(exc).splitlines()[0])
         return self._matcher
 
     def source(self) -> str | None:
@@ -68,15 +80,16 @@ class TermKeeper:
         force. A source that cannot be read keeps the list in force (logged)."""
         source = self.source()
         if source is not None:
+            shown = redacted(source)
             try:
                 terms = parse_terms(self._read(source))
             except (OSError, UnicodeDecodeError, MediaguardError) as exc:
-                log.warning("term_list_unreadable", source=source, error=str(exc))
+                log.warning("term_list_unreadable", source=shown, error=str(exc))
             else:
                 current = self._repository.current()
                 if current is None or current.version != terms.version:
-                    log.info("term_list_changed", source=source, terms=len(terms))
-                    self._repository.put(terms.version, terms.terms, source)
+                    log.info("term_list_changed", source=shown, terms=len(terms))
+                    self._repository.put(terms.version, terms.terms, shown)
         return self.refresh()
 
     def _read(self, source: str) -> str:
@@ -87,9 +100,7 @@ class TermKeeper:
     def refresh(self) -> TermListInfo | None:
         current = self._repository.current()
         if current is not None and current.version != self._matcher.version:
-            matcher = TermMatcher(parse_terms("\n".join(current.terms)))
-            with self._matcher_lock:
-                self._matcher = matcher
+            self._matcher = TermMatcher(parse_terms("\n".join(current.terms)))
             self._metrics.term_list_terms.set(len(current.terms))
         return current
 
@@ -97,13 +108,13 @@ class TermKeeper:
         """Re-evaluate items against the list in force for up to ``budget`` seconds; True if
         there is more to do. Only one process at a time walks the list (a lease)."""
         current = self.refresh()
-        if current is None:
-            return False
         matcher = self._matcher
+        if current is None:  # no list yet: items whose metadata changed still need labels
+            return self._stragglers(matcher)
         if matcher.version != current.version:
             return False  # a newer list arrived between the two reads; the next round has it
         if current.relabel_finished_at is not None:
-            return self._stragglers(current, matcher)
+            return self._stragglers(matcher)
         lease = max(budget * 4, 30.0)
         if not self._repository.claim_relabel(current.id, self._owner, lease):
             return False
@@ -126,17 +137,22 @@ class TermKeeper:
                 return True
             self._repository.claim_relabel(current.id, self._owner, lease)
 
-    def _stragglers(self, current: TermListInfo, matcher: TermMatcher) -> bool:
-        """Items a worker labelled with the previous list after the walk had passed them."""
-        batch = self._repository.stale_items(current.version, limit=BATCH)
+    def _stragglers(self, matcher: TermMatcher) -> bool:
+        """Items labelled with an earlier list after the walk had passed them (a worker that
+        had not seen the new list yet), and items whose metadata changed."""
+        batch = self._repository.stale_items(matcher.version, limit=BATCH)
         if batch:
-            self._repository.label(current.version, _labels(matcher, batch))
+            self._repository.label(matcher.version, _labels(matcher, batch))
             self._metrics.items_relabelled.inc(len(batch))
         return len(batch) == BATCH
 
     def tick(self) -> bool:
-        """One periodic round: load, then relabel for a while. True if there is more to do."""
-        self.load()
+        """One periodic round: load (at most every refresh interval, however often the rounds
+        come while a relabelling goes on), then relabel for a while. True if there is more."""
+        interval = self._settings.terms_refresh_interval
+        if self._loaded_at is None or time.monotonic() - self._loaded_at >= interval:
+            self.load()
+            self._loaded_at = time.monotonic()
         return self.relabel()
 
     def status(self) -> TermStatus:
@@ -157,8 +173,21 @@ class TermKeeper:
         )
 
 
+def redacted(source: str) -> str:
+    """A URL without its credentials, query or fragment (a signed URL's secret), for the
+    database and the logs; a file path as it is."""
+    parts = urlsplit(source)
+    if not parts.scheme or not parts.netloc:
+        return source
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def _labels(matcher: TermMatcher, items: list[ItemText]) -> list[TextLabels]:
     return [
-        TextLabels(item.id, matcher.match(item.title, item.description, item.tags))
+        TextLabels(
+            item.id, matcher.match(item.title, item.description, item.tags), item.search_text
+        )
         for item in items
     ]

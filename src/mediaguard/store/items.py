@@ -72,6 +72,7 @@ class ItemInfo:
     matched_terms: list[str] | None
     terms_version: str | None
     deindexed: str | None
+    search_text: str | None
 
     @property
     def sensitivity(self) -> list[str]:

@@ -18,6 +18,7 @@ from mediaguard.store.audit import AuditEvent, write_audit
 from mediaguard.store.db import reader, utcnow
 from mediaguard.store.items import ItemInfo, insert_for
 from mediaguard.store.models import MEDIA_CONTENT, MEDIA_ITEMS
+from mediaguard.store.search import search_text
 
 _ITEM = MEDIA_ITEMS.c
 ACTIVE_STATES = ("queued", "processing")
@@ -52,6 +53,9 @@ class SignalValues:
     matched_terms: list[str] | None
     text_sensitive: bool
     terms_version: str
+    # The search_text the terms were matched in: if the metadata changed meanwhile, the labels
+    # are stale and the version is left unset, for the term job to label the item again.
+    labelled_text: str | None
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,20 @@ def _release(connection: sa.Connection, held: sa.ColumnElement[bool], **values: 
 
 def _drop_content(connection: sa.Connection, item_id: int) -> None:
     connection.execute(sa.delete(MEDIA_CONTENT).where(MEDIA_CONTENT.c.item_id == item_id))
+
+
+_TEXT = ("title", "description", "tags")
+
+
+def _text_changed(connection: sa.Connection, key: sa.ColumnElement[bool]) -> None:
+    """New metadata: index it, and take the item out of public view (its text labels are
+    unknown) until the term labels are computed again."""
+    row = connection.execute(sa.select(_ITEM.title, _ITEM.description, _ITEM.tags).where(key)).one()
+    connection.execute(
+        sa.update(MEDIA_ITEMS)
+        .where(key)
+        .values(search_text=search_text(row.title, row.description, row.tags), terms_version=None)
+    )
 
 
 def _fields(new: NewMedia) -> dict[str, Any]:
@@ -129,6 +147,7 @@ class MediaRepository:
                     sha1=new.sha1,
                     created_at=now,
                     updated_at=now,
+                    search_text=search_text(new.title, new.description, new.tags),
                     **_fields(new),
                     **queued,
                 )
@@ -138,6 +157,12 @@ class MediaRepository:
             created = inserted is not None
             if not created:
                 changes = {k: v for k, v in _fields(new).items() if v is not None}
+                before = connection.execute(
+                    sa.select(_ITEM.title, _ITEM.description, _ITEM.tags).where(key)
+                ).one()
+                text_changed = any(
+                    name in changes and changes[name] != getattr(before, name) for name in _TEXT
+                )
                 if requeue:
                     result = connection.execute(
                         sa.update(MEDIA_ITEMS)
@@ -149,6 +174,8 @@ class MediaRepository:
                     connection.execute(
                         sa.update(MEDIA_ITEMS).where(key).values(updated_at=now, **changes)
                     )
+                if text_changed:
+                    _text_changed(connection, key)
             row = connection.execute(sa.select(*MEDIA_ITEMS.c).where(key)).one()
             if new.content is not None and (created or requeued):
                 connection.execute(
@@ -209,6 +236,9 @@ class MediaRepository:
         """The verdict: done, with its signals; the upload's bytes go; ``also`` writes more in
         the same transaction. False if the lease was lost (another worker took over), in which
         case nothing is written."""
+        values = dict(signals.__dict__)
+        labelled = _ITEM.search_text.is_not_distinct_from(values.pop("labelled_text"))
+        values["terms_version"] = sa.case((labelled, values["terms_version"]), else_=None)
         with self._engine.begin() as connection:
             done = _release(
                 connection,
@@ -217,7 +247,7 @@ class MediaRepository:
                 finished_at=utcnow(),
                 error_code=None,
                 error_detail=None,
-                **signals.__dict__,
+                **values,
             )
             if done:
                 _drop_content(connection, item_id)

@@ -235,6 +235,8 @@ class MediaItem(Base):
     terms_version: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     # deindexed_sensitive or deindexed_copyright while a reviewer's deindex decision stands.
     deindexed: Mapped[str | None] = mapped_column(sa.String(32))
+    # Title, description and tags normalised for full-text search (store.search.search_text).
+    search_text: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class MediaContent(Base):
@@ -294,7 +296,7 @@ class AuditEntry(Base):
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    actor: Mapped[str] = mapped_column(sa.String(100))
+    actor: Mapped[str] = mapped_column(sa.String(255))
     event: Mapped[str] = mapped_column(sa.String(64))
     subject_type: Mapped[str] = mapped_column(sa.String(32))
     subject_id: Mapped[str] = mapped_column(sa.String(255))

@@ -257,6 +257,18 @@ class ReviewRepository:
                 )
             )
 
+    def unlock_all(self, reviewer: str) -> list[int]:
+        """Release every item ``reviewer`` holds; their ids."""
+        with serialised(self._engine, _LOCKS_KEY) as connection:
+            released = connection.execute(
+                sa.delete(REVIEW_LOCKS)
+                .where((_LOCK.reviewer == reviewer) & (_LOCK.until > utcnow()))
+                .returning(_LOCK.item_id)
+            ).scalars()
+            ids = sorted(released)
+            connection.execute(sa.delete(REVIEW_LOCKS).where(_LOCK.reviewer == reviewer))
+        return ids
+
     def lock_of(self, item_id: int) -> LockInfo | None:
         with self._reader.connect() as connection:
             row = connection.execute(

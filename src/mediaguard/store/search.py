@@ -1,24 +1,26 @@
 """Catalogue search on the backend's own full-text index, filtered by the stored labels.
 
-SQLite: the FTS5 table ``media_search`` (ranked by bm25). PostgreSQL: the ``search_vector``
-column with its GIN index (ranked by ``ts_rank``). Both are created by migration 0004. The
+Both index ``search_text``, the item's title, description and tags normalised as the term
+matcher normalises them, so the two backends find the same words, accents folded. SQLite: the
+FTS5 table ``media_search`` (ranked by bm25). PostgreSQL: the ``search_vector`` column with its
+GIN index (ranked by ``ts_rank``). Both are created by migration 0004. The
 sensitivity filter reads the flags stored on each item, so excluding sensitive results costs a
 column test per candidate, whatever the size of the term list.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from mediaguard.signals.terms import normalize
 from mediaguard.store.db import reader
 from mediaguard.store.items import ItemInfo
 from mediaguard.store.models import MEDIA_ITEMS
 
 _ITEM = MEDIA_ITEMS.c
-_WORD = re.compile(r"\w+")
 _FTS = sa.table("media_search", sa.column("rowid"), sa.column("rank"))
 _PG_VECTOR: sa.ColumnElement[object] = sa.literal_column("media_items.search_vector")
 
@@ -30,10 +32,12 @@ class SearchHits:
 
 
 def publicly_visible() -> sa.ColumnElement[bool]:
-    """Processed, scored, matched no bank and not deindexed by a reviewer."""
+    """Processed, scored, labelled against the term list (text changed since is not), matched
+    no bank and not deindexed by a reviewer."""
     return (
         (_ITEM.state == "done")
         & _ITEM.nsfw_score.is_not(None)
+        & _ITEM.terms_version.is_not(None)
         & (_ITEM.match_status == "no_match")
         & _ITEM.deindexed.is_(None)
     )
@@ -44,8 +48,14 @@ def not_sensitive() -> sa.ColumnElement[bool]:
 
 
 def query_words(text: str) -> list[str]:
-    """The words of a search query; everything else (FTS operators, quotes) is dropped."""
-    return _WORD.findall(text)
+    """The words of a search query, normalised like ``search_text``; everything else (FTS
+    operators, quotes) is dropped."""
+    return normalize(text).split()
+
+
+def search_text(title: str | None, description: str | None, tags: Sequence[str] | None) -> str:
+    """What the full-text index holds for an item: its words, case and accents folded."""
+    return "\n".join(normalize(part) for part in (title or "", description or "", *(tags or ())))
 
 
 class SearchRepository:

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mediaguard.store.db import reader, utcnow
+from mediaguard.store.db import reader, serialised, utcnow
 from mediaguard.store.models import MEDIA_ITEMS, TERM_LISTS
 
 _LIST = TERM_LISTS.c
@@ -41,12 +41,15 @@ class ItemText:
     title: str | None
     description: str | None
     tags: list[str] | None
+    search_text: str | None
 
 
 @dataclass(frozen=True)
 class TextLabels:
     item_id: int
     matched_terms: list[str]
+    # The search_text matched: metadata changed since is left for the next round.
+    seen: str | None
 
 
 class TermListRepository:
@@ -63,7 +66,7 @@ class TermListRepository:
     def put(self, version: str, terms: Sequence[str], source: str) -> TermListInfo:
         """Put a list in force, unless it already is (two processes loading it at once both
         see the same newest version afterwards)."""
-        with self._engine.begin() as connection:
+        with serialised(self._engine, "term-lists") as connection:
             newest = connection.execute(
                 sa.select(_LIST.version).order_by(_LIST.id.desc()).limit(1)
             ).scalar()
@@ -96,7 +99,7 @@ class TermListRepository:
     def stale_items(self, version: str, *, after: int = 0, limit: int = 500) -> list[ItemText]:
         """Items after id ``after`` labelled with another list, or never labelled."""
         query = (
-            sa.select(_ITEM.id, _ITEM.title, _ITEM.description, _ITEM.tags)
+            sa.select(_ITEM.id, _ITEM.title, _ITEM.description, _ITEM.tags, _ITEM.search_text)
             .where((_ITEM.id > after) & _stale(version))
             .order_by(_ITEM.id)
             .limit(limit)
@@ -150,7 +153,10 @@ def _write_labels(connection: sa.Connection, version: str, labels: Sequence[Text
         return
     connection.execute(
         sa.update(MEDIA_ITEMS)
-        .where(_ITEM.id == sa.bindparam("item_id"))
+        .where(
+            (_ITEM.id == sa.bindparam("item_id"))
+            & _ITEM.search_text.is_not_distinct_from(sa.bindparam("seen"))
+        )
         .values(
             matched_terms=sa.bindparam("terms", type_=sa.JSON),
             text_sensitive=sa.bindparam("flagged"),
@@ -161,6 +167,7 @@ def _write_labels(connection: sa.Connection, version: str, labels: Sequence[Text
                 "item_id": label.item_id,
                 "terms": label.matched_terms or None,
                 "flagged": bool(label.matched_terms),
+                "seen": label.seen,
             }
             for label in labels
         ],

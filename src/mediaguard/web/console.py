@@ -332,7 +332,8 @@ def item_image(
     item = service.store.items.get(item_id)
     if withheld(item, service.store.items.matches(item_id)) or not item.media_url:
         raise NotFoundError(f"no image is shown for media item {item_id}")
-    return thumbnail_response(service, item.media_url)
+    # Not kept in the browser's cache: a shared machine keeps nothing after signing out.
+    return thumbnail_response(service, item, cache="no-store")
 
 
 # -- audit ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from mediaguard.errors import InvalidInputError, NotFoundError, RateLimitedError
+from mediaguard.errors import InvalidInputError, RateLimitedError
 from mediaguard.store.items import ItemInfo
 from mediaguard.web import (
     PageRoute,
@@ -166,9 +166,7 @@ def report(
 def media_image(request: Request, item_id: int) -> Response:
     service = service_of(request)
     item = service.catalogue.item(item_id)
-    if not item.media_url:
-        raise NotFoundError(f"media item {item_id} has no image")
-    return thumbnail_response(service, item.media_url)
+    return thumbnail_response(service, item, cache="private, max-age=300")
 
 
 def _media_page(

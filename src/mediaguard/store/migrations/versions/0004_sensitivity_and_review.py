@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from mediaguard.store.search import search_text
+
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -24,30 +26,48 @@ depends_on: str | Sequence[str] | None = None
 
 _FLAGS = ("text_sensitive", "image_sensitive", "reported_sensitive")
 
+# Both index ``search_text``: title, description and tags normalised as the term matcher
+# normalises them (case and accents folded), so both backends find the same words.
 _SQLITE_SEARCH = (
-    "CREATE VIRTUAL TABLE media_search USING fts5(title, description, tags, "
-    "content='media_items', content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
+    "CREATE VIRTUAL TABLE media_search USING fts5(search_text, content='media_items', "
+    "content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
     "CREATE TRIGGER media_search_insert AFTER INSERT ON media_items BEGIN "
-    "INSERT INTO media_search(rowid, title, description, tags) "
-    "VALUES (new.id, new.title, new.description, new.tags); END",
+    "INSERT INTO media_search(rowid, search_text) VALUES (new.id, new.search_text); END",
     "CREATE TRIGGER media_search_delete AFTER DELETE ON media_items BEGIN "
-    "INSERT INTO media_search(media_search, rowid, title, description, tags) "
-    "VALUES ('delete', old.id, old.title, old.description, old.tags); END",
-    "CREATE TRIGGER media_search_update AFTER UPDATE OF title, description, tags ON media_items "
-    "BEGIN "
-    "INSERT INTO media_search(media_search, rowid, title, description, tags) "
-    "VALUES ('delete', old.id, old.title, old.description, old.tags); "
-    "INSERT INTO media_search(rowid, title, description, tags) "
-    "VALUES (new.id, new.title, new.description, new.tags); END",
+    "INSERT INTO media_search(media_search, rowid, search_text) "
+    "VALUES ('delete', old.id, old.search_text); END",
+    "CREATE TRIGGER media_search_update AFTER UPDATE OF search_text ON media_items BEGIN "
+    "INSERT INTO media_search(media_search, rowid, search_text) "
+    "VALUES ('delete', old.id, old.search_text); "
+    "INSERT INTO media_search(rowid, search_text) VALUES (new.id, new.search_text); END",
     "INSERT INTO media_search(media_search) VALUES ('rebuild')",
 )
-# 'simple': no stemming, the same words match as on SQLite.
 _PG_SEARCH = (
     "ALTER TABLE media_items ADD COLUMN search_vector tsvector GENERATED ALWAYS AS ("
-    "to_tsvector('simple', coalesce(title, '') || ' ' || coalesce(description, '') || ' ' "
-    "|| coalesce(tags::text, ''))) STORED",
+    "to_tsvector('simple', coalesce(search_text, ''))) STORED",
     "CREATE INDEX ix_media_items_search_vector ON media_items USING gin (search_vector)",
 )
+
+
+def _fill_search_text() -> None:
+    items = sa.table(
+        "media_items",
+        sa.column("id", sa.Integer()),
+        sa.column("title", sa.Text()),
+        sa.column("description", sa.Text()),
+        sa.column("tags", sa.JSON()),
+        sa.column("search_text", sa.Text()),
+    )
+    connection = op.get_bind()
+    rows = connection.execute(
+        sa.select(items.c.id, items.c.title, items.c.description, items.c.tags)
+    )
+    for row in rows.all():
+        connection.execute(
+            sa.update(items)
+            .where(items.c.id == row.id)
+            .values(search_text=search_text(row.title, row.description, row.tags))
+        )
 
 
 def upgrade() -> None:
@@ -59,6 +79,10 @@ def upgrade() -> None:
         batch.add_column(sa.Column("matched_terms", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("terms_version", sa.String(64), nullable=True))
         batch.add_column(sa.Column("deindexed", sa.String(32), nullable=True))
+        batch.add_column(sa.Column("search_text", sa.Text(), nullable=True))
+    with op.batch_alter_table("audit_log") as batch:
+        batch.alter_column("actor", existing_type=sa.String(100), type_=sa.String(255))
+    _fill_search_text()
     op.create_index("ix_media_items_terms_version", "media_items", ["terms_version"])
     op.create_index(
         "ix_audit_log_subject_type_subject_id", "audit_log", ["subject_type", "subject_id"]
@@ -158,6 +182,8 @@ def downgrade() -> None:
         op.drop_table(table)
     op.drop_index("ix_audit_log_subject_type_subject_id", "audit_log")
     op.drop_index("ix_media_items_terms_version", "media_items")
+    with op.batch_alter_table("audit_log") as batch:
+        batch.alter_column("actor", existing_type=sa.String(255), type_=sa.String(100))
     with op.batch_alter_table("media_items") as batch:
-        for name in ("deindexed", "terms_version", "matched_terms", *_FLAGS):
+        for name in ("search_text", "deindexed", "terms_version", "matched_terms", *_FLAGS):
             batch.drop_column(name)
