@@ -7,6 +7,7 @@ Screenshots of the main pages are saved to tests/screenshots/.
 from __future__ import annotations
 
 import re
+import time
 
 from playwright.sync_api import Browser, Locator, Page, expect
 
@@ -19,10 +20,14 @@ def filter_of(locator: Locator) -> str:
     return str(locator.evaluate("element => getComputedStyle(element).filter"))
 
 
-def wait_for_images(page: Page) -> None:
-    page.wait_for_function(
-        "[...document.images].every(image => image.complete && image.naturalWidth > 0)"
-    )
+def wait_for_images(page: Page, timeout: float = 15) -> None:
+    # Polled from here: wait_for_function evaluates its predicate with eval() in the page
+    # whenever it has to wait, which the pages' Content-Security-Policy forbids.
+    loaded = "() => [...document.images].every(image => image.complete && image.naturalWidth > 0)"
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(loaded):
+        assert time.monotonic() < deadline, "the page's images did not load"
+        page.wait_for_timeout(50)
 
 
 def accessible_text(page: Page) -> str:
