@@ -37,7 +37,6 @@ class Catalogue:
     def __init__(self, settings: Settings, store: Store, metrics: Metrics) -> None:
         self._settings = settings
         self._search = store.search
-        self._items = store.items
         self._metrics = metrics
 
     def search(
@@ -64,21 +63,10 @@ class Catalogue:
 
     def item(self, item_id: int) -> ItemInfo:
         """An item as the public may see it: NotFoundError for anything search never serves."""
-        try:
-            item = self._items.get(item_id)
-        except NotFoundError:
-            raise NotFoundError(f"no media item {item_id}") from None
-        if not is_public(item):
+        item = self._search.public_item(item_id)
+        if item is None:
             raise NotFoundError(f"no media item {item_id}")
         return item
 
-
-def is_public(item: ItemInfo) -> bool:
-    """The Python twin of ``store.search.publicly_visible``."""
-    return (
-        item.state == "done"
-        and item.nsfw_score is not None
-        and item.terms_version is not None
-        and item.match_status == "no_match"
-        and item.deindexed is None
-    )
+    def is_public(self, item_id: int) -> bool:
+        return self._search.public_item(item_id) is not None

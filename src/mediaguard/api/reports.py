@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from mediaguard.api.deps import get_service, require
+from mediaguard.review import MAX_DESCRIPTION, ReportReason
 from mediaguard.service import Service
 from mediaguard.store import TokenInfo
 from mediaguard.store.review import ReportInfo
@@ -18,9 +18,11 @@ router = APIRouter(prefix="/v1", tags=["reports"])
 
 
 class ReportIn(BaseModel):
-    reason: Literal["sensitive", "copyright", "other"]
+    reason: ReportReason
     description: str | None = Field(
-        None, description="What is wrong; at least 20 characters for `other`.", max_length=2000
+        None,
+        description="What is wrong; at least 20 characters for `other`.",
+        max_length=MAX_DESCRIPTION,
     )
     reporter: str | None = Field(
         None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.concurrency import run_in_threadpool
@@ -14,24 +13,14 @@ from mediaguard.api.actions import AuditOut
 from mediaguard.api.deps import get_service, require
 from mediaguard.api.media import ItemMatchOut, MediaOut
 from mediaguard.api.reports import ReportOut
-from mediaguard.review import MAX_BULK, QueueEntry
+from mediaguard.review import MAX_BULK, MAX_NOTES, QueueEntry
 from mediaguard.service import Service
 from mediaguard.store import TokenInfo
 from mediaguard.store.items import ActionInfo, ItemInfo, MatchRecord
-from mediaguard.store.review import DecisionInfo, LockInfo
+from mediaguard.store.review import DecisionAction, DecisionInfo, LockInfo
 
 router = APIRouter(prefix="/v1/review", tags=["review"])
 _reviewer = require("reviewer")
-
-DecisionAction = Literal[
-    "marked_sensitive",
-    "deindexed_sensitive",
-    "deindexed_copyright",
-    "rejected_reports",
-    "deduplicated_reports",
-    "reversed_mark_sensitive",
-    "reversed_deindex",
-]
 
 
 class LockOut(BaseModel):
@@ -84,7 +73,7 @@ class QueueOut(BaseModel):
 class DecisionIn(BaseModel):
     media_ids: list[int] = Field(min_length=1, max_length=MAX_BULK)
     action: DecisionAction
-    notes: str | None = Field(None, max_length=2000)
+    notes: str | None = Field(None, max_length=MAX_NOTES)
 
 
 class DecisionOut(BaseModel):

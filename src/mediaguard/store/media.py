@@ -80,15 +80,17 @@ def _drop_content(connection: sa.Connection, item_id: int) -> None:
 _TEXT = ("title", "description", "tags")
 
 
-def _text_changed(connection: sa.Connection, key: sa.ColumnElement[bool]) -> None:
-    """New metadata: index it, and take the item out of public view (its text labels are
-    unknown) until the term labels are computed again."""
-    row = connection.execute(sa.select(_ITEM.title, _ITEM.description, _ITEM.tags).where(key)).one()
-    connection.execute(
-        sa.update(MEDIA_ITEMS)
-        .where(key)
-        .values(search_text=search_text(row.title, row.description, row.tags), terms_version=None)
-    )
+def _changed_text(
+    connection: sa.Connection, key: sa.ColumnElement[bool], changes: dict[str, Any]
+) -> tuple[Any, ...] | None:
+    """The item's (title, description, tags) once ``changes`` apply, if they change any."""
+    if not any(name in changes for name in _TEXT):
+        return None
+    before = connection.execute(
+        sa.select(_ITEM.title, _ITEM.description, _ITEM.tags).where(key)
+    ).one()
+    after = tuple(changes.get(name, getattr(before, name)) for name in _TEXT)
+    return after if after != tuple(before) else None
 
 
 def _fields(new: NewMedia) -> dict[str, Any]:
@@ -157,12 +159,7 @@ class MediaRepository:
             created = inserted is not None
             if not created:
                 changes = {k: v for k, v in _fields(new).items() if v is not None}
-                before = connection.execute(
-                    sa.select(_ITEM.title, _ITEM.description, _ITEM.tags).where(key)
-                ).one()
-                text_changed = any(
-                    name in changes and changes[name] != getattr(before, name) for name in _TEXT
-                )
+                text = _changed_text(connection, key, changes)
                 if requeue:
                     result = connection.execute(
                         sa.update(MEDIA_ITEMS)
@@ -174,8 +171,13 @@ class MediaRepository:
                     connection.execute(
                         sa.update(MEDIA_ITEMS).where(key).values(updated_at=now, **changes)
                     )
-                if text_changed:
-                    _text_changed(connection, key)
+                if text is not None:
+                    # Index the new text; out of public view until it has its term labels.
+                    connection.execute(
+                        sa.update(MEDIA_ITEMS)
+                        .where(key)
+                        .values(search_text=search_text(*text), terms_version=None)
+                    )
             row = connection.execute(sa.select(*MEDIA_ITEMS.c).where(key)).one()
             if new.content is not None and (created or requeued):
                 connection.execute(

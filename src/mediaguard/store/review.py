@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal, get_args
 
 import sqlalchemy as sa
 
@@ -34,6 +34,16 @@ _REPORT = REPORTS.c
 _LOCK = REVIEW_LOCKS.c
 _DECISION = DECISIONS.c
 
+DecisionAction = Literal[
+    "marked_sensitive",
+    "deindexed_sensitive",
+    "deindexed_copyright",
+    "rejected_reports",
+    "deduplicated_reports",
+    "reversed_mark_sensitive",
+    "reversed_deindex",
+]
+DECISION_ACTIONS: tuple[DecisionAction, ...] = get_args(DecisionAction)
 # What each decision does to an item's columns.
 DECISION_EFFECTS: dict[str, dict[str, Any]] = {
     "marked_sensitive": {"reported_sensitive": True},
@@ -44,7 +54,6 @@ DECISION_EFFECTS: dict[str, dict[str, Any]] = {
     "reversed_mark_sensitive": {"reported_sensitive": False},
     "reversed_deindex": {"deindexed": None},
 }
-DECISION_ACTIONS = tuple(DECISION_EFFECTS)
 # Locks, decisions and releases run one at a time, so a decision never races a new lock.
 _LOCKS_KEY = "review-locks"
 # A reversal undoes an earlier decision; it settles no report.
@@ -208,7 +217,7 @@ class ReviewRepository:
         return total, [
             QueueRow(
                 item_id=row.item_id,
-                waiting_since=_aware(row.since),
+                waiting_since=row.since,
                 report_count=int(row.reports),
                 pending_review_actions=int(row.entries - row.reports),
                 locked_by=row.reviewer if row.until is not None and row.until > now else None,
@@ -242,7 +251,7 @@ class ReviewRepository:
                 ).one()
                 raise ConflictError(
                     f"item {item_id} is being reviewed by {holder.reviewer} until "
-                    f"{_aware(holder.until).isoformat(timespec='seconds')}"
+                    f"{holder.until.isoformat(timespec='seconds')}"
                 )
         return LockInfo(item_id, reviewer, until)
 
@@ -459,10 +468,3 @@ def _refuse_needless_reversal(items: dict[int, Any], action: str) -> None:
         raise ConflictError(
             f"item {', '.join(map(str, sorted(wrong)))} is not {what}; nothing was decided"
         )
-
-
-def _aware(value: datetime) -> datetime:
-    """``min()`` over a SQLite column comes back as a naive UTC datetime (or a string)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -108,6 +108,13 @@ class SearchRepository:
             rows = connection.execute(page).all() if offset < total else []
         return SearchHits(total, [ItemInfo(**row._mapping) for row in rows])
 
+    def public_item(self, item_id: int) -> ItemInfo | None:
+        """The item if search may serve it, by the same rule as ``search``."""
+        query = sa.select(*MEDIA_ITEMS.c).where((_ITEM.id == item_id) & publicly_visible())
+        with self._reader.connect() as connection:
+            row = connection.execute(query).first()
+        return ItemInfo(**row._mapping) if row is not None else None
+
 
 def fts_query(words: list[str]) -> str:
     """Every word, each quoted so that FTS5 reads it as a plain token, never as syntax."""

@@ -43,20 +43,13 @@ SECURITY_HEADERS = {
 }
 
 
+# The store hands back timezone-aware UTC datetimes on every backend (UTCDateTime).
 def _when(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    if value.tzinfo is None:  # SQLite hands back naive UTC
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
 
 
 def _iso(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat(timespec="seconds")
+    return value.isoformat(timespec="seconds") if value else ""
 
 
 templates = jinja2.Environment(

@@ -17,7 +17,6 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from mediaguard.catalogue import is_public
 from mediaguard.errors import (
     AuthenticationError,
     ConflictError,
@@ -45,7 +44,7 @@ _LABELS = {
     "reversed_mark_sensitive": "Undo mark sensitive",
     "reversed_deindex": "Undo deindex",
 }
-ACTION_LABELS = {action: _LABELS.get(action, action) for action in DECISION_ACTIONS}
+ACTION_LABELS: dict[str, str] = {action: _LABELS.get(action, action) for action in DECISION_ACTIONS}
 
 
 def current_reviewer(request: Request) -> str:
@@ -284,15 +283,15 @@ def _item_page(
         "item": item,
         "held_by_other": held_by_other,
         "disabled": disabled,
-        "visibility": _visibility(item),
+        "visibility": _visibility(item, service_of(request).catalogue.is_public(item.id)),
         "entries": found.audit,
         "error": error,
     }
     return _console(request, "review_item.html", reviewer, context, status=status)
 
 
-def _visibility(item: ItemInfo) -> str:
-    if is_public(item):
+def _visibility(item: ItemInfo, public: bool) -> str:
+    if public:
         if item.sensitivity:
             return "Yes, as a sensitive result (only to those who opt in)"
         return "Yes"
@@ -300,6 +299,8 @@ def _visibility(item: ItemInfo) -> str:
         return f"No: deindexed ({item.deindexed})"
     if item.match_status == "match":
         return "No: it matched a bank"
+    if item.state == "done" and item.terms_version is None:
+        return "No: its new metadata waits for the sensitive-term labels"
     return f"No: its processing is not done ({item.state})"
 
 
